@@ -156,6 +156,8 @@ class Backbone(nn.Module, ABC):
 
     name: str = "backbone"
     is_diffusion: bool = False
+    #: True for backbones built from ground truth (the ``oracle``): ``prepare`` then needs ``aux``.
+    needs_geometry: bool = False
     rules: InputRules = InputRules()
     grid: TokenGrid = TokenGrid()
 
@@ -211,8 +213,14 @@ class Backbone(nn.Module, ABC):
         frames: torch.Tensor,
         timesteps: Sequence[int] | None,
         generator: torch.Generator,
+        aux: dict[str, torch.Tensor] | None = None,
     ) -> Prepared:
-        """Everything before the blocks. ``frames`` ``[B, T, 3, H, W]`` in [0, 1] (already checked)."""
+        """Everything before the blocks. ``frames`` ``[B, T, 3, H, W]`` in [0, 1] (already checked).
+
+        ``aux`` carries ground truth for backbones with ``needs_geometry`` (keys ``depth``
+        ``[B,T,H,W]``, ``valid`` ``[B,T,H,W]``, ``intrinsics`` ``[B,T,3,3]``, ``cam_to_world``
+        ``[B,T,4,4]``); every other backbone ignores it.
+        """
 
     @abstractmethod
     def run(self, prepared: Prepared) -> Any:
