@@ -1,0 +1,1 @@
+"""Tables, plots, point clouds and the HTML report of probe sweeps."""

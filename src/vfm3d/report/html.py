@@ -1,0 +1,66 @@
+"""A single self-contained ``report.html``: tables and figures (PNG embedded as base64)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vfm3d.report.tables import HEADLINE_METRICS, ID_COLUMNS, _fmt
+from vfm3d.utils.atomic import atomic_write_text
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.note{color:#555;font-size:13px}
+"""
+
+
+def _table(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> str:
+    ids = [c for c in ID_COLUMNS if any(c in r for r in rows)]
+    mets = [m for m in metrics if any(r.get(m) is not None for r in rows)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ids + mets)
+    body = []
+    for r in rows:
+        cells = "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in ids + mets)
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def write_report(
+    path: str | os.PathLike[str],
+    title: str,
+    rows: Sequence[dict[str, Any]],
+    figures: Sequence[tuple[str, Path]],
+    notes: Sequence[str] = (),
+    metrics: Sequence[str] = HEADLINE_METRICS,
+    links: Sequence[tuple[str, str]] = (),
+) -> Path:
+    """Write the HTML report: ``notes`` paragraphs, the results table, then each (caption, PNG)."""
+    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"]
+    parts.append(f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>")
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+    parts.append("<h2>Results</h2>" + _table(rows, metrics))
+    for caption, fig in figures:
+        if Path(fig).is_file():
+            parts.append(f"<h3>{html.escape(caption)}</h3>{_img(Path(fig))}")
+    if links:
+        items = "".join(
+            f"<li><a href='{html.escape(href)}'>{html.escape(text)}</a></li>"
+            for text, href in links
+        )
+        parts.append(f"<h2>Files</h2><ul>{items}</ul>")
+    target = Path(path)
+    atomic_write_text(target, "\n".join(parts) + "\n")
+    return target

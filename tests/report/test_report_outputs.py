@@ -1,0 +1,142 @@
+"""Report outputs: tables pick the right best values, PLY round-trips, figures and HTML are written."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from vfm3d.report import html as report_html
+from vfm3d.report import plots
+from vfm3d.report.pointcloud import read_ply, write_ply
+from vfm3d.report.tables import lower_is_better, to_csv, to_markdown
+
+ROWS = [
+    {
+        "backbone": "a",
+        "layer": 0,
+        "timestep": None,
+        "split": "object",
+        "point_err": 0.5,
+        "auc@5": 0.1,
+    },
+    {
+        "backbone": "a",
+        "layer": 1,
+        "timestep": None,
+        "split": "object",
+        "point_err": 0.3,
+        "auc@5": 0.4,
+    },
+    {
+        "backbone": "b",
+        "layer": 0,
+        "timestep": 250,
+        "split": "object",
+        "point_err": 0.4,
+        "auc@5": 0.2,
+    },
+    {
+        "backbone": "b",
+        "layer": 1,
+        "timestep": 250,
+        "split": "object",
+        "point_err": 0.6,
+        "auc@5": 0.3,
+    },
+    {
+        "backbone": "b",
+        "layer": 0,
+        "timestep": 749,
+        "split": "object",
+        "point_err": 0.7,
+        "auc@5": 0.0,
+    },
+    {
+        "backbone": "b",
+        "layer": 1,
+        "timestep": 749,
+        "split": "object",
+        "point_err": 0.9,
+        "auc@5": 0.05,
+    },
+]
+
+
+def test_direction_of_metrics() -> None:
+    assert lower_is_better("point_err") and lower_is_better("abs_rel")
+    assert not lower_is_better("auc@30") and not lower_is_better("delta1")
+
+
+def test_markdown_bolds_the_best_in_each_direction() -> None:
+    text = to_markdown(ROWS, metrics=("point_err", "auc@5"))
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("| backbone | layer | timestep | split | point_err | auc@5")
+    bold = [ln for ln in lines if "**" in ln]
+    # lowest point_err (0.3) and highest auc@5 (0.4) are both on layer 1 of backbone a
+    assert len(bold) == 1 and "**0.3000**" in bold[0] and "**0.4000**" in bold[0]
+
+
+def test_csv_round_trip(tmp_path) -> None:
+    to_csv(ROWS, tmp_path / "r.csv")
+    back = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert len(back) == len(ROWS)
+    assert float(back[1]["point_err"]) == pytest.approx(0.3)
+    assert back[0]["timestep"] == ""
+
+
+def test_ply_round_trip_drops_non_finite(tmp_path) -> None:
+    pts = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    pts[3] = np.nan
+    cols = np.random.default_rng(1).integers(0, 255, size=(50, 3), dtype=np.uint8)
+    write_ply(tmp_path / "p.ply", pts, cols)
+    p2, c2 = read_ply(tmp_path / "p.ply")
+    keep = np.isfinite(pts).all(axis=1)
+    np.testing.assert_array_equal(p2, pts[keep])
+    np.testing.assert_array_equal(c2, cols[keep])
+
+
+def test_best_rows_per_backbone() -> None:
+    best = {r["backbone"]: r for r in plots.best_rows(ROWS, "point_err")}
+    assert best["a"]["point_err"] == 0.3 and best["b"]["point_err"] == 0.4
+    best_auc = {r["backbone"]: r for r in plots.best_rows(ROWS, "auc@5")}
+    assert best_auc["b"]["auc@5"] == 0.3
+
+
+def test_figures_and_html(tmp_path) -> None:
+    figs = [
+        ("layers", plots.metric_vs_layer(ROWS, "point_err", tmp_path / "layers.png")),
+        ("heat", plots.layer_timestep_heatmap(ROWS, "b", "point_err", tmp_path / "heat.png")),
+        ("bars", plots.best_per_backbone_bars(ROWS, "point_err", tmp_path / "bars.png")),
+    ]
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1, 2, size=(2, 8, 8))
+    figs.append(
+        (
+            "depth",
+            plots.depth_comparison(
+                rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8),
+                depth + 0.1,
+                depth,
+                np.ones_like(depth, bool),
+                tmp_path / "depth.png",
+            ),
+        )
+    )
+    pts = rng.normal(size=(100, 3))
+    figs.append(
+        (
+            "cloud",
+            plots.point_cloud_views(
+                pts, pts, rng.integers(0, 255, (100, 3)), tmp_path / "cloud.png"
+            ),
+        )
+    )
+    for _, f in figs:
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = report_html.write_report(tmp_path / "report.html", "t", ROWS, figs, notes=["hello"])
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") == len(figs)
+    assert "<td>0.3000</td>" in text and "hello" in text
