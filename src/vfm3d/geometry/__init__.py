@@ -37,13 +37,23 @@ from vfm3d.geometry.rotation import (
     rotation_angle,
     rotation_to_quaternion_xyzw,
 )
+from vfm3d.geometry.trajectory import (
+    Trajectory,
+    TrajectoryFileError,
+    associate,
+    read_tum,
+    write_tum,
+)
 
 __all__ = [
     "POSE_ENCODING_DIM",
     "DegenerateAlignmentError",
     "ProbeTargets",
+    "Trajectory",
+    "TrajectoryFileError",
     "align_depth",
     "apply_similarity",
+    "associate",
     "axis_angle_to_rotation",
     "decode_pose",
     "depth_to_world_points",
@@ -58,6 +68,7 @@ __all__ = [
     "project",
     "quaternion_xyzw_to_rotation",
     "random_rotation",
+    "read_tum",
     "relative_poses",
     "rotation_angle",
     "rotation_to_quaternion_xyzw",
@@ -68,4 +79,5 @@ __all__ = [
     "umeyama",
     "unproject_depth",
     "world_points_to_depth",
+    "write_tum",
 ]
