@@ -1,0 +1,1 @@
+"""One module per dataset layout; `vfm3d.data.read` picks the reader by kind."""
