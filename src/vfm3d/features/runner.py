@@ -1,0 +1,266 @@
+"""`extract_to_store`: clips -> backbone -> `FeatureStore`, resumable and rank-aware.
+
+For each clip (ranks take clips ``rank, rank + world_size, ...`` of the dataset order) and each
+timestep batch, the keys of every requested layer are checked against the store; only a batch
+with something missing is run, through one forward that stops after the deepest missing layer,
+and its results go into one shard. A crashed run, rerun, redoes only what is missing.
+
+Frames fed to the model: the first ``T`` frames of the clip, where ``T`` is ``num_frames`` or,
+by default, the largest count the backbone's frame rule allows (``InputRules.largest_valid_frames``).
+Frames whose size breaks the backbone's rule are refused unless ``resize=(H, W)`` is given
+(bilinear for RGB, nearest for depth/valid, intrinsics rescaled with pixel centres at integers).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from vfm3d.backbones.base import Backbone, UnsupportedInputError
+from vfm3d.clip import Clip, ClipFolder
+from vfm3d.features.extract import _chunks, extract, validate_layers, validate_timesteps
+from vfm3d.features.store import FeatureKey, FeatureStore
+
+
+@dataclass
+class ExtractSummary:
+    """What one `extract_to_store` call did (counts are cache entries, one per layer x timestep)."""
+
+    clips: int
+    computed: int
+    skipped: int
+    forwards: int
+    seconds: float
+    rank: int = 0
+    world_size: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.clips} clips: {self.computed} entries computed, {self.skipped} skipped "
+            f"(already cached), {self.forwards} forwards, {self.seconds:.1f} s"
+        )
+
+
+@dataclass
+class _ClipRef:
+    clip_id: str
+    shape: tuple[int, int, int]  # (T, H, W) stored
+    load: Callable[[], Clip]
+
+
+def _clip_refs(clips: ClipFolder | Sequence[Clip]) -> list[_ClipRef]:
+    """Clip ids, sizes and lazy loaders, without reading frames from disk."""
+    if isinstance(clips, ClipFolder):
+        from safetensors import safe_open
+
+        refs = []
+        for clip_id in clips.ids:
+            path = clips.path_of(clip_id)
+            if not path.is_file():
+                raise FileNotFoundError(f"clip file not found: {path}")
+            with safe_open(str(path), framework="numpy") as handle:
+                t, h, w, _ = handle.get_slice("frames").get_shape()
+            refs.append(_ClipRef(clip_id, (t, h, w), lambda c=clip_id: clips.load(c)))
+        return refs
+    refs = []
+    for clip in clips:
+        if not clip.id:
+            raise ValueError("clips: every clip needs meta['id'] to be cached")
+        refs.append(_ClipRef(clip.id, (clip.num_frames, clip.height, clip.width), lambda c=clip: c))
+    ids = [r.clip_id for r in refs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("clips: duplicate clip ids")
+    return refs
+
+
+def choose_num_frames(backbone: Backbone, available: int, num_frames: int | None) -> int:
+    """``num_frames`` if given (checked), else the largest count the backbone's rule allows."""
+    if num_frames is None:
+        return backbone.rules.largest_valid_frames(available)
+    if num_frames > available:
+        raise ValueError(f"num_frames: {num_frames} requested but the clip has {available}")
+    if not backbone.rules.frames_ok(num_frames):
+        raise UnsupportedInputError(
+            f"num_frames: {num_frames} frames not supported by {backbone.name}: "
+            f"the rule is {backbone.rules.describe()}"
+        )
+    return num_frames
+
+
+def clip_to_inputs(
+    clip: Clip,
+    num_frames: int,
+    resize: tuple[int, int] | None = None,
+    with_geometry: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """First ``num_frames`` frames as ``[1, T, 3, H, W]`` float in [0, 1] (+ ground truth ``aux``).
+
+    ``aux`` (when ``with_geometry``): ``depth``/``valid`` ``[1,T,H,W]``, ``intrinsics``
+    ``[1,T,3,3]``, ``cam_to_world`` ``[1,T,4,4]``.
+    """
+    frames = torch.from_numpy(np.ascontiguousarray(clip.frames[:num_frames]))
+    frames = frames.permute(0, 3, 1, 2).float().div(255.0)[None]
+    aux = None
+    if with_geometry:
+        if clip.depth is None or clip.valid is None:
+            raise ValueError(f"clip {clip.id}: this backbone needs depth, the clip has none")
+        aux = {
+            "depth": torch.from_numpy(clip.depth[:num_frames].copy())[None],
+            "valid": torch.from_numpy(clip.valid[:num_frames].copy())[None],
+            "intrinsics": torch.from_numpy(clip.intrinsics[:num_frames].copy())[None],
+            "cam_to_world": torch.from_numpy(clip.cam_to_world[:num_frames].copy())[None],
+        }
+    if resize is not None and tuple(resize) != tuple(frames.shape[-2:]):
+        frames, aux = resize_inputs(frames, aux, resize)
+    return frames, aux
+
+
+def resize_inputs(
+    frames: torch.Tensor, aux: dict[str, torch.Tensor] | None, size: tuple[int, int]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    """Resize ``[B, T, 3, H, W]`` frames (bilinear, antialiased) and ``aux`` to ``size`` (H, W).
+
+    Depth and valid use nearest-exact; intrinsics follow ``u' = (u + 0.5) * s - 0.5``.
+    """
+    b, t, c, h, w = frames.shape
+    new_h, new_w = size
+    if new_h < 1 or new_w < 1:
+        raise ValueError(f"resize: size must be positive, got {size}")
+    out = torch.nn.functional.interpolate(
+        frames.reshape(b * t, c, h, w), size=size, mode="bilinear", antialias=True
+    )
+    out = out.clamp(0.0, 1.0).reshape(b, t, c, new_h, new_w)
+    if aux is None:
+        return out, None
+    sx, sy = new_w / w, new_h / h
+    aux = dict(aux)
+    for name in ("depth", "valid"):
+        grid = aux[name].reshape(b * t, 1, h, w).float()
+        grid = torch.nn.functional.interpolate(grid, size=size, mode="nearest-exact")
+        aux[name] = grid.reshape(b, t, new_h, new_w).to(aux[name].dtype)
+    k = aux["intrinsics"].clone()
+    k[..., 0, 0] *= sx
+    k[..., 1, 1] *= sy
+    k[..., 0, 2] = (k[..., 0, 2] + 0.5) * sx - 0.5
+    k[..., 1, 2] = (k[..., 1, 2] + 0.5) * sy - 0.5
+    aux["intrinsics"] = k
+    return out, aux
+
+
+def extract_to_store(
+    store: FeatureStore,
+    backbone: Backbone,
+    clips: ClipFolder | Sequence[Clip],
+    layers: Sequence[int],
+    timesteps: Sequence[int] | None = None,
+    num_frames: int | None = None,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+    timestep_batch: int | None = None,
+    resize: tuple[int, int] | None = None,
+    merge: bool = True,
+) -> ExtractSummary:
+    """Extract ``layers`` (x ``timesteps``) of every clip of this rank into ``store``.
+
+    Skips entries already stored. With ``world_size > 1`` this rank handles clips
+    ``rank::world_size``; if ``torch.distributed`` is initialised, all ranks meet at a barrier and
+    rank 0 merges the manifest parts (with ``merge``); a single process merges at the end.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank: must lie in [0, {world_size - 1}], got {rank}")
+    layer_list = validate_layers(backbone, layers)
+    ts = validate_timesteps(backbone, timesteps)
+    refs = _clip_refs(clips)[rank::world_size]
+    start = time.perf_counter()
+    computed = skipped = forwards = 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(refs, desc=f"extract {backbone.name}", unit="clip", disable=not progress)
+    for ref in bar:
+        t_avail, h, w = ref.shape
+        t = choose_num_frames(backbone, t_avail, num_frames)
+        size = (h, w) if resize is None else tuple(resize)
+        try:
+            backbone.rules.check(t, *size)
+        except UnsupportedInputError as error:
+            raise UnsupportedInputError(
+                f"clip {ref.clip_id}: {error} (pass resize=(H, W), e.g. --resize HxW)"
+            ) from error
+        base = FeatureKey(
+            backbone=backbone.fingerprint,
+            layer=0,
+            timestep=None,
+            clip_id=ref.clip_id,
+            input_size=(t, *size),
+            frame_indices=tuple(range(t)),
+            seed=seed,
+        )
+        inputs = None
+        for chunk in _chunks(ts, timestep_batch):
+            chunk_ts: list[int | None] = [None] if chunk is None else list(chunk)
+            missing = [
+                (lay, tt)
+                for tt in chunk_ts
+                for lay in layer_list
+                if not store.has(replace(base, layer=lay, timestep=tt))
+            ]
+            skipped += len(layer_list) * len(chunk_ts) - len(missing)
+            if not missing:
+                continue
+            if inputs is None:
+                inputs = clip_to_inputs(ref.load(), t, resize, backbone.needs_geometry)
+            run_layers = sorted({lay for lay, _ in missing})
+            run_ts = None if chunk is None else sorted({tt for _, tt in missing}, key=chunk.index)
+            feats = extract(backbone, inputs[0], run_layers, run_ts, seed=seed, aux=inputs[1])
+            forwards += 1
+            items = []
+            for lay, tt in missing:
+                f = feats[(lay, tt)]
+                meta = {"feature_shape": list(f.tokens.shape[1:4]), "backbone_name": backbone.name}
+                items.append((replace(base, layer=lay, timestep=tt), f.tokens, f.frame_index, meta))
+            store.put_many(items)
+            computed += len(items)
+        bar.set_postfix(computed=computed, skipped=skipped)
+    summary = ExtractSummary(
+        clips=len(refs),
+        computed=computed,
+        skipped=skipped,
+        forwards=forwards,
+        seconds=time.perf_counter() - start,
+        rank=rank,
+        world_size=world_size,
+    )
+    if merge:
+        _finish(store, rank, world_size)
+    return summary
+
+
+def _finish(store: FeatureStore, rank: int, world_size: int) -> None:
+    """Barrier (if distributed), then rank 0 merges the manifest parts."""
+    import torch.distributed as dist
+
+    distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
+    if world_size > 1 and not distributed:
+        return  # independent shards (--shard I/N): merged later by `FeatureStore.merge`
+    if distributed:
+        dist.barrier()
+    if rank == 0:
+        store.merge()
+    if distributed:
+        dist.barrier()
+
+
+def rank_from_env() -> tuple[int, int]:
+    """``(RANK, WORLD_SIZE)`` from the environment (torchrun), ``(0, 1)`` otherwise."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
