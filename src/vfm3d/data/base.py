@@ -134,6 +134,26 @@ class DatasetReader:
             )
         return kept
 
+    # -------------------------------------------------------------- folder layouts
+    #: for one-folder-per-sequence layouts: a file or folder that marks a sequence folder
+    marker: ClassVar[str] = ""
+
+    def _discover_marked_folders(self) -> list[str]:
+        """ROOT itself when it holds `marker`, else every ROOT/<name>/ that holds it."""
+        if (self.root / self.marker).exists():
+            return [self.root.name]
+        found = sorted(p.name for p in self.root.iterdir() if (p / self.marker).exists())
+        if not found:
+            raise DatasetFormatError(
+                f"{self.root}: no sequence folder holding {self.marker} "
+                f"(expected ROOT/<sequence>/{self.marker})"
+            )
+        return found
+
+    def _folder(self, clip_id: str) -> Path:
+        """The folder of one sequence in a marked-folder layout."""
+        return self.root if (self.root / self.marker).exists() else self.root / clip_id
+
     # -------------------------------------------------------------- public API
     @property
     def ids(self) -> list[str]:

@@ -16,7 +16,6 @@ reference. Frames with a non-finite pose are dropped after frame selection and l
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +54,7 @@ class ScanNetReader(DatasetReader):
 
     kind = "scannet"
     has_depth = True
+    marker = "color"
     fps = 30.0
 
     def __init__(self, root: PathLike, *, depth_scale: float = 1000.0, **options: Any) -> None:
@@ -62,17 +62,7 @@ class ScanNetReader(DatasetReader):
         super().__init__(root, **options)
 
     def _discover(self) -> list[str]:
-        if (self.root / "color").is_dir():
-            return [self.root.name]
-        found = sorted(p.name for p in self.root.iterdir() if (p / "color").is_dir())
-        if not found:
-            raise DatasetFormatError(
-                f"{self.root}: no scene folder with color/ (ROOT/<scene>/color)"
-            )
-        return found
-
-    def _folder(self, clip_id: str) -> Path:
-        return self.root if (self.root / "color").is_dir() else self.root / clip_id
+        return self._discover_marked_folders()
 
     def _sequence(self, clip_id: str) -> SequenceRecord:
         folder = self._folder(clip_id)

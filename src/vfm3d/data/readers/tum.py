@@ -22,7 +22,6 @@ marker-to-camera offset that is not applied here; alignment-based metrics are un
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,6 +117,7 @@ class TumReader(DatasetReader):
 
     kind = "tum"
     has_depth = True
+    marker = "rgb.txt"
     fps = 30.0
 
     def __init__(
@@ -143,17 +143,7 @@ class TumReader(DatasetReader):
         )
 
     def _discover(self) -> list[str]:
-        if (self.root / "rgb.txt").is_file():
-            return [self.root.name]
-        found = sorted(p.name for p in self.root.iterdir() if (p / "rgb.txt").is_file())
-        if not found:
-            raise DatasetFormatError(
-                f"{self.root}: no sequence folder with rgb.txt (expected ROOT/<sequence>/rgb.txt)"
-            )
-        return found
-
-    def _folder(self, clip_id: str) -> Path:
-        return self.root if (self.root / "rgb.txt").is_file() else self.root / clip_id
+        return self._discover_marked_folders()
 
     def default_intrinsics(self, clip_id: str) -> tuple[float, float, float, float]:
         """Published intrinsics for a sequence name (``freiburgN`` / ``fr N``)."""
