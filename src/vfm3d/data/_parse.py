@@ -161,6 +161,8 @@ def check_rotation(rotation: np.ndarray, path: PathLike, line: int | None = None
     """Reject a rotation block that is not orthonormal with det +1 (tolerance 1e-4)."""
     if not np.all(np.isfinite(rotation)):
         raise DatasetFormatError(f"{where(path, line)}: non-finite pose")
+    if np.abs(rotation).max() > 1.0 + 1e-4:
+        raise DatasetFormatError(f"{where(path, line)}: pose rotation is not a proper rotation")
     gram = rotation.T @ rotation
     if not np.allclose(gram, np.eye(3), atol=1e-4) or np.linalg.det(rotation) <= 0:
         raise DatasetFormatError(f"{where(path, line)}: pose rotation is not a proper rotation")

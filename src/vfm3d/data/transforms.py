@@ -113,11 +113,11 @@ class PixelTransform:
         return xs, ys
 
     def warp_nearest(self, array: np.ndarray, fill: Any = 0) -> np.ndarray:
-        """Nearest-neighbour resample of ``[..., H_in, W_in, *C]``-free maps.
+        """Nearest-neighbour resample of a map whose **last two axes** are the image (H, W).
 
-        ``array`` is ``[H, W]``, ``[T, H, W]`` or ``[T, H, W, C]`` / ``[H, W, C]`` when its trailing
-        axis is not the width (pass ``channels_last=True`` semantics: use `warp_image` for RGB).
-        Here the two image axes are the last two axes. Outside pixels get ``fill``.
+        ``array``: ``[H, W]``, ``[T, H, W]``, ... (any dtype: depth, valid, dynamic, confidence).
+        For channels-last RGB use `warp_image`. Output pixels whose source lies outside the
+        input get ``fill``.
         """
         arr = np.asarray(array)
         if tuple(arr.shape[-2:]) != tuple(self.in_hw):
