@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +40,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from vfm3d.backbones.base import Backbone, Prepared, UnsupportedInputError
+from vfm3d.backbones.base import Backbone, InputRules, Prepared, TokenGrid, UnsupportedInputError
 from vfm3d.utils.atomic import atomic_path
 
 TimestepMode = Literal["index", "value"]
@@ -203,11 +205,13 @@ def draw_noise(
 
 # --------------------------------------------------------------------------- backbone
 class DiffusersVideoBackbone(Backbone):
-    """Base of the VAE + video-DiT adapters. Subclasses set rules/grid and the model-specific bits.
+    """Base of the VAE + video-DiT adapters. Subclasses supply the model-specific bits.
 
-    Subclass hooks: `_normalise_latents` (``[B, C, T', h', w']`` -> normalised, as the pipeline),
-    `_model_inputs` (noisy latents -> transformer keyword arguments), `layer_modules`,
-    `layer_output_to_grid`. Prompt tensors are registered as buffers, so they enter the fingerprint.
+    Subclass hooks: `_blocks` (the block stack, in layer order), `_normalise_latents`
+    (``[B, C, T', h', w']`` -> normalised as the pipeline does), `_model_inputs` (noisy latents ->
+    transformer keyword arguments); they call `_set_geometry` in ``__init__``. Layer width is
+    ``num_attention_heads * attention_head_dim`` of the transformer config (all three families).
+    Prompt tensors are registered as buffers, so they enter the fingerprint.
     """
 
     is_diffusion = True
@@ -235,6 +239,50 @@ class DiffusersVideoBackbone(Backbone):
         self._prompt_keys = tuple(prompt)
         for key, value in prompt.items():
             self.register_buffer(f"prompt_{key}", value.detach().clone(), persistent=True)
+        self.vae_factors = (1, 1)
+        self.patch = (1, 1, 1)
+
+    def _set_geometry(
+        self,
+        vae_temporal: int,
+        vae_spatial: int,
+        patch: tuple[int, int, int],
+        rules: InputRules | None = None,
+    ) -> None:
+        """Rules and token grid from the VAE factors and the (t, h, w) patch of the transformer.
+
+        Default rules: ``T = (vae_temporal * p_t) k + 1``; H, W multiples of ``vae_spatial * p``.
+        Causal VAEs encode frame 0 alone, hence ``causal_first_frame``.
+        """
+        p_t, p_h, p_w = patch
+        self.vae_factors = (int(vae_temporal), int(vae_spatial))
+        self.patch = (int(p_t), int(p_h), int(p_w))
+        stride = vae_temporal * p_t
+        self.rules = rules or InputRules(
+            frame_step=stride,
+            frame_offset=1,
+            spatial_multiple=math.lcm(vae_spatial * p_h, vae_spatial * p_w),
+        )
+        self.grid = TokenGrid(
+            temporal_stride=stride,
+            causal_first_frame=True,
+            patch_size=(vae_spatial * p_h, vae_spatial * p_w),
+        )
+
+    # ---------------------------------------------------------------- description
+    def _blocks(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+    @property
+    def num_layers(self) -> int:
+        return len(self._blocks())
+
+    def layer_width(self, layer: int) -> int:
+        cfg = self.transformer.config
+        return int(cfg.num_attention_heads * cfg.attention_head_dim)
+
+    def layer_modules(self) -> Sequence[nn.Module]:
+        return self._blocks()
 
     # ---------------------------------------------------------------- helpers
     def prompt_tensor(self, key: str) -> torch.Tensor:
@@ -260,11 +308,14 @@ class DiffusersVideoBackbone(Backbone):
         raise NotImplementedError
 
     def _expected_latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
-        """(T', h', w') of the VAE latents for an input of that size."""
-        raise NotImplementedError
+        """(T', h', w') of the causal VAE's latents for an input of that size."""
+        vae_t, vae_s = self.vae_factors
+        return ((num_frames - 1) // vae_t + 1, height // vae_s, width // vae_s)
 
     def _feature_shape(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
-        raise NotImplementedError
+        t_, h_, w_ = (int(x) for x in latent_shape[-3:])
+        p_t, p_h, p_w = self.patch
+        return (t_ // p_t, h_ // p_h, w_ // p_w)
 
     # ---------------------------------------------------------------- Backbone API
     @torch.no_grad()
@@ -299,7 +350,6 @@ class DiffusersVideoBackbone(Backbone):
         noisy = add_noise(
             sched, latents.repeat(n_t, 1, 1, 1, 1), noise.repeat(n_t, 1, 1, 1, 1), t_per_sample
         )
-        feature_shape = self._feature_shape(latents.shape[2:])
         info: dict[str, Any] = {
             "model_timesteps": [float(v) for v in t_model],
             "latent_shape": tuple(latents.shape[1:]),
@@ -310,7 +360,7 @@ class DiffusersVideoBackbone(Backbone):
             batch=batch,
             num_clips=b,
             timesteps=[int(v) for v in timesteps],
-            feature_shape=feature_shape,
+            feature_shape=self._feature_shape(latents.shape[2:]),
             info=info,
         )
 
@@ -319,13 +369,16 @@ class DiffusersVideoBackbone(Backbone):
         """Run the transformer on ``prepared.batch`` (hooks on the blocks capture the layers)."""
         return self.transformer(**prepared.batch, return_dict=False)
 
-    def tokens_to_grid(self, tokens: torch.Tensor, prepared: Prepared) -> torch.Tensor:
-        """``[N, T'*h*w, C]`` video tokens in (t, h, w) order -> ``[N, T', h, w, C]``."""
+    def layer_output_to_grid(self, layer: int, output: Any, prepared: Prepared) -> torch.Tensor:
+        """Block output (a tensor, or a tuple whose first item is the video stream)
+        ``[N, T'*h*w, C]`` in (t, h, w) order -> ``[N, T', h, w, C]``."""
+        tokens = output[0] if isinstance(output, tuple) else output
         t_, h_, w_ = prepared.feature_shape
         n, length, c = tokens.shape
         if length != t_ * h_ * w_:
             raise ValueError(
-                f"{self.name}: block output has {length} video tokens, expected {t_}*{h_}*{w_}"
+                f"{self.name}: block {layer} output has {length} video tokens, "
+                f"expected {t_}*{h_}*{w_}"
             )
         return tokens.reshape(n, t_, h_, w_, c)
 
@@ -366,6 +419,60 @@ def seeded_build(seed: int, build: Any) -> Any:
         return build()
 
 
+def load_models(
+    path: Path,
+    transformer_cls: Any,
+    vae_cls: Any,
+    dtype: torch.dtype | None,
+    vae_dtype: torch.dtype,
+) -> tuple[nn.Module, nn.Module]:
+    """``transformer/`` (in ``dtype``) and ``vae/`` (in ``vae_dtype``) of a diffusers folder."""
+    transformer = transformer_cls.from_pretrained(
+        str(require_subfolder(path, "transformer")), torch_dtype=dtype
+    )
+    vae = vae_cls.from_pretrained(str(require_subfolder(path, "vae")), torch_dtype=vae_dtype)
+    return transformer, vae
+
+
+def encode_prompt_with_pipeline(
+    pipeline_cls: Any,
+    path: str | os.PathLike[str],
+    text_parts: Mapping[str, Any],
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    **encode_kwargs: Any,
+) -> tuple[torch.Tensor, ...]:
+    """Run ``pipeline_cls.encode_prompt(prompt="")`` with the local text encoders of ``path``.
+
+    ``text_parts`` maps pipeline component names (= sub-folders) to the class loading them, e.g.
+    ``{"tokenizer": AutoTokenizer, "text_encoder": UMT5EncoderModel}``; every other component of
+    the pipeline is None. Returns the pipeline's outputs moved to the CPU (float32 if floating).
+    """
+    import inspect
+
+    components: dict[str, Any] = {}
+    for component, loader in text_parts.items():
+        folder = str(require_subfolder(Path(path), component))
+        if "tokenizer" in component:
+            components[component] = loader.from_pretrained(folder)
+        else:
+            model = loader.from_pretrained(folder, torch_dtype=dtype or torch.float32)
+            components[component] = model.to(device).eval()
+    params = inspect.signature(pipeline_cls.__init__).parameters
+    for key, param in params.items():
+        if key != "self" and key not in components and param.default is inspect.Parameter.empty:
+            components[key] = None
+    pipe = pipeline_cls(**components)
+    with torch.no_grad():
+        outputs = pipe.encode_prompt(prompt="", device=torch.device(device), **encode_kwargs)
+    return tuple(
+        o.detach().to("cpu", torch.float32 if o.is_floating_point() else o.dtype)
+        if isinstance(o, torch.Tensor)
+        else o
+        for o in outputs
+    )
+
+
 def finish(
     backbone: DiffusersVideoBackbone,
     device: str | torch.device,
@@ -389,3 +496,28 @@ def finish(
     if vae_dtype is not None and backbone._vae_dtype() != vae_dtype:
         backbone.vae.to(vae_dtype)
     return backbone.eval().requires_grad_(False)
+
+
+def build_random_backbone(
+    backbone_cls: Any,
+    transformer: Any,
+    vae: Any,
+    prompt: Any,
+    scheduler: Any,
+    name: str,
+    device: str | torch.device,
+    dtype: torch.dtype | None,
+    seed: int,
+    **backbone_kwargs: Any,
+) -> DiffusersVideoBackbone:
+    """Random-initialised ``backbone_cls`` with RNG seeded by ``seed``.
+
+    ``transformer``/``vae``/``scheduler`` are zero-argument builders; ``prompt(transformer)``
+    returns the (zero) empty-prompt tensors passed as keyword arguments to ``backbone_cls``.
+    """
+
+    def build() -> DiffusersVideoBackbone:
+        model = transformer()
+        return backbone_cls(name, model, vae(), scheduler(), **prompt(model), **backbone_kwargs)
+
+    return finish(seeded_build(seed, build), device, dtype)

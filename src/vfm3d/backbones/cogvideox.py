@@ -27,7 +27,6 @@ must equal ``max_text_seq_length``: the joint positional embedding is laid out f
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,14 @@ from torch import nn
 from vfm3d.backbones._diffusers_common import (
     DEFAULT_TIMESTEP_MODE,
     DiffusersVideoBackbone,
+    build_random_backbone,
     empty_prompt_from_dir,
+    encode_prompt_with_pipeline,
     finish,
+    load_models,
     load_scheduler,
-    require_subfolder,
-    seeded_build,
 )
-from vfm3d.backbones.base import InputRules, Prepared, TokenGrid
+from vfm3d.backbones.base import InputRules
 
 NEEDS_WEIGHTS = True
 
@@ -102,45 +102,23 @@ class CogVideoXBackbone(DiffusersVideoBackbone):
         )
         vae_t = int(vae.config.temporal_compression_ratio)
         vae_s = 2 ** (len(vae.config.block_out_channels) - 1)  # as the pipeline computes it
-        p = int(cfg.patch_size)
-        self.vae_factors = (vae_t, vae_s)
-        self.patch = p
+        rules = None
         if cfg.use_learned_positional_embeddings:
-            self.rules = InputRules(
+            rules = InputRules(
                 fixed_frames=int(cfg.sample_frames),
                 fixed_size=(int(cfg.sample_height) * vae_s, int(cfg.sample_width) * vae_s),
             )
-        else:
-            self.rules = InputRules(frame_step=vae_t, frame_offset=1, spatial_multiple=vae_s * p)
-        self.grid = TokenGrid(
-            temporal_stride=vae_t, causal_first_frame=True, patch_size=(vae_s * p, vae_s * p)
-        )
+        p = int(cfg.patch_size)
+        self._set_geometry(vae_t, vae_s, (1, p, p), rules)
         self._pipe: Any = None
 
-    # ---------------------------------------------------------------- description
-    @property
-    def num_layers(self) -> int:
-        return len(self.transformer.transformer_blocks)
-
-    def layer_width(self, layer: int) -> int:
-        cfg = self.transformer.config
-        return int(cfg.num_attention_heads * cfg.attention_head_dim)
-
-    def layer_modules(self) -> Sequence[nn.Module]:
+    def _blocks(self) -> list[nn.Module]:
         return list(self.transformer.transformer_blocks)
 
     # ---------------------------------------------------------------- recipe
     def _normalise_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """As the CogVideoX pipelines: ``z * scaling_factor``."""
         return latents * float(self.vae.config.scaling_factor)
-
-    def _expected_latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
-        vae_t, vae_s = self.vae_factors
-        return ((num_frames - 1) // vae_t + 1, height // vae_s, width // vae_s)
-
-    def _feature_shape(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
-        t_, h_, w_ = (int(x) for x in latent_shape[-3:])
-        return (t_, h_ // self.patch, w_ // self.patch)
 
     def rotary_embeddings(
         self, latent_frames: int, height: int, width: int, device: torch.device
@@ -176,11 +154,6 @@ class CogVideoXBackbone(DiffusersVideoBackbone):
             "image_rotary_emb": self.rotary_embeddings(t_, h_ * vae_s, w_ * vae_s, noisy.device),
         }
 
-    def layer_output_to_grid(self, layer: int, output: Any, prepared: Prepared) -> torch.Tensor:
-        """``(video [N, T'*h*w, C], text)`` block output -> ``[N, T', h, w, C]``."""
-        tokens = output[0] if isinstance(output, tuple) else output
-        return self.tokens_to_grid(tokens, prepared)
-
 
 # --------------------------------------------------------------------------- constructors
 def encode_empty_prompt(
@@ -193,22 +166,17 @@ def encode_empty_prompt(
     from diffusers import CogVideoXPipeline
     from transformers import AutoTokenizer, T5EncoderModel
 
-    path = Path(path)
-    tokenizer = AutoTokenizer.from_pretrained(str(require_subfolder(path, "tokenizer")))
-    text_encoder = T5EncoderModel.from_pretrained(
-        str(require_subfolder(path, "text_encoder")), torch_dtype=dtype or torch.float32
-    ).to(device)
-    pipe = CogVideoXPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, vae=None, transformer=None, scheduler=None
+    parts = {"tokenizer": AutoTokenizer, "text_encoder": T5EncoderModel}
+    embeds, _ = encode_prompt_with_pipeline(
+        CogVideoXPipeline,
+        path,
+        parts,
+        device,
+        dtype,
+        do_classifier_free_guidance=False,
+        max_sequence_length=max_sequence_length,
     )
-    with torch.no_grad():
-        embeds, _ = pipe.encode_prompt(
-            prompt="",
-            do_classifier_free_guidance=False,
-            max_sequence_length=max_sequence_length,
-            device=torch.device(device),
-        )
-    return embeds.detach().to("cpu", torch.float32)
+    return embeds
 
 
 def from_pretrained(
@@ -224,21 +192,17 @@ def from_pretrained(
     from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
 
     path = Path(path)
-    transformer = CogVideoXTransformer3DModel.from_pretrained(
-        str(require_subfolder(path, "transformer")), torch_dtype=dtype
+    transformer, vae = load_models(
+        path, CogVideoXTransformer3DModel, AutoencoderKLCogVideoX, dtype, vae_dtype
     )
-    vae = AutoencoderKLCogVideoX.from_pretrained(
-        str(require_subfolder(path, "vae")), torch_dtype=vae_dtype
-    )
-    scheduler = load_scheduler(path, default_scheduler())
-    cfg = transformer.config
-    length, width = int(cfg.max_text_seq_length), int(cfg.text_embed_dim)
+    length = int(transformer.config.max_text_seq_length)
     prompt = empty_prompt_from_dir(
         path,
         ("text_encoder", "tokenizer"),
         lambda: {"prompt_embeds": encode_empty_prompt(path, length, device=device, dtype=dtype)},
-        {"prompt_embeds": (1, length, width)},
+        {"prompt_embeds": (1, length, int(transformer.config.text_embed_dim))},
     )
+    scheduler = load_scheduler(path, default_scheduler())
     backbone = CogVideoXBackbone(
         name, transformer, vae, scheduler, prompt["prompt_embeds"], timestep_mode=timestep_mode
     )
@@ -289,14 +253,23 @@ def build_random(
     """A random-initialised CogVideoX backbone from configs, with a zero empty-prompt embedding."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
 
-    def build() -> CogVideoXBackbone:
-        transformer = CogVideoXTransformer3DModel(**transformer_config)
-        vae = AutoencoderKLCogVideoX(**(vae_config or {}))
+    def zero_prompt(transformer: nn.Module) -> dict[str, torch.Tensor]:
         cfg = transformer.config
-        embeds = torch.zeros(1, int(cfg.max_text_seq_length), int(cfg.text_embed_dim))
-        return CogVideoXBackbone(name, transformer, vae, default_scheduler(), embeds, timestep_mode)
+        length, width = int(cfg.max_text_seq_length), int(cfg.text_embed_dim)
+        return {"prompt_embeds": torch.zeros(1, length, width)}
 
-    return finish(seeded_build(seed, build), device, dtype)  # type: ignore[return-value]
+    return build_random_backbone(  # type: ignore[return-value]
+        CogVideoXBackbone,
+        lambda: CogVideoXTransformer3DModel(**transformer_config),
+        lambda: AutoencoderKLCogVideoX(**(vae_config or {})),
+        zero_prompt,
+        default_scheduler,
+        name,
+        device,
+        dtype,
+        seed,
+        timestep_mode=timestep_mode,
+    )
 
 
 def tiny(

@@ -19,9 +19,7 @@ pipeline's ``max_sequence_length``); otherwise ``empty_prompt_embedding.safetens
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +29,13 @@ from torch import nn
 from vfm3d.backbones._diffusers_common import (
     DEFAULT_TIMESTEP_MODE,
     DiffusersVideoBackbone,
+    build_random_backbone,
     empty_prompt_from_dir,
+    encode_prompt_with_pipeline,
     finish,
+    load_models,
     load_scheduler,
-    require_subfolder,
-    seeded_build,
 )
-from vfm3d.backbones.base import InputRules, Prepared, TokenGrid
 
 NEEDS_WEIGHTS = True
 #: ``max_sequence_length`` of ``WanPipeline.__call__``: the empty prompt is padded to this length.
@@ -118,19 +116,7 @@ class WanBackbone(DiffusersVideoBackbone):
         super().__init__(
             name, transformer, vae, scheduler, {"embeds": prompt_embeds}, timestep_mode
         )
-        vae_t, vae_s = _vae_factors(vae)
-        self.vae_factors = (vae_t, vae_s)
-        self.patch = (p_t, p_h, p_w)
-        self.rules = InputRules(
-            frame_step=vae_t * p_t,
-            frame_offset=1,
-            spatial_multiple=math.lcm(vae_s * p_h, vae_s * p_w),
-        )
-        self.grid = TokenGrid(
-            temporal_stride=vae_t * p_t,
-            causal_first_frame=True,
-            patch_size=(vae_s * p_h, vae_s * p_w),
-        )
+        self._set_geometry(*_vae_factors(vae), (p_t, p_h, p_w))
         std = torch.tensor(vae.config.latents_std, dtype=torch.float32)
         self.register_buffer(
             "latents_mean",
@@ -139,16 +125,7 @@ class WanBackbone(DiffusersVideoBackbone):
         )
         self.register_buffer("latents_inv_std", (1.0 / std).view(1, -1, 1, 1, 1), persistent=False)
 
-    # ---------------------------------------------------------------- description
-    @property
-    def num_layers(self) -> int:
-        return len(self.transformer.blocks)
-
-    def layer_width(self, layer: int) -> int:
-        cfg = self.transformer.config
-        return int(cfg.num_attention_heads * cfg.attention_head_dim)
-
-    def layer_modules(self) -> Sequence[nn.Module]:
+    def _blocks(self) -> list[nn.Module]:
         return list(self.transformer.blocks)
 
     # ---------------------------------------------------------------- recipe
@@ -157,15 +134,6 @@ class WanBackbone(DiffusersVideoBackbone):
         mean = self.latents_mean.to(latents.device, latents.dtype)
         inv_std = self.latents_inv_std.to(latents.device, latents.dtype)
         return (latents - mean) * inv_std
-
-    def _expected_latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, ...]:
-        vae_t, vae_s = self.vae_factors
-        return ((num_frames - 1) // vae_t + 1, height // vae_s, width // vae_s)
-
-    def _feature_shape(self, latent_shape: Sequence[int]) -> tuple[int, int, int]:
-        t_, h_, w_ = (int(x) for x in latent_shape[-3:])
-        p_t, p_h, p_w = self.patch
-        return (t_ // p_t, h_ // p_h, w_ // p_w)
 
     def _model_inputs(
         self, noisy: torch.Tensor, model_timesteps: torch.Tensor, info: dict[str, Any]
@@ -177,11 +145,6 @@ class WanBackbone(DiffusersVideoBackbone):
             "timestep": model_timesteps,
             "encoder_hidden_states": embeds.expand(noisy.shape[0], -1, -1),
         }
-
-    def layer_output_to_grid(self, layer: int, output: Any, prepared: Prepared) -> torch.Tensor:
-        """``[N, T'*h*w, C]`` block output -> ``[N, T', h, w, C]``."""
-        tokens = output[0] if isinstance(output, tuple) else output
-        return self.tokens_to_grid(tokens, prepared)
 
 
 # --------------------------------------------------------------------------- constructors
@@ -199,22 +162,17 @@ def encode_empty_prompt(
     from diffusers import WanPipeline
     from transformers import AutoTokenizer, UMT5EncoderModel
 
-    path = Path(path)
-    tokenizer = AutoTokenizer.from_pretrained(str(require_subfolder(path, "tokenizer")))
-    text_encoder = UMT5EncoderModel.from_pretrained(
-        str(require_subfolder(path, "text_encoder")), torch_dtype=dtype or torch.float32
-    ).to(device)
-    pipe = WanPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, vae=None, scheduler=None, transformer=None
+    parts = {"tokenizer": AutoTokenizer, "text_encoder": UMT5EncoderModel}
+    embeds, _ = encode_prompt_with_pipeline(
+        WanPipeline,
+        path,
+        parts,
+        device,
+        dtype,
+        do_classifier_free_guidance=False,
+        max_sequence_length=max_sequence_length,
     )
-    with torch.no_grad():
-        embeds, _ = pipe.encode_prompt(
-            prompt="",
-            do_classifier_free_guidance=False,
-            max_sequence_length=max_sequence_length,
-            device=torch.device(device),
-        )
-    return embeds.detach().to("cpu", torch.float32)
+    return embeds
 
 
 def from_pretrained(
@@ -233,20 +191,14 @@ def from_pretrained(
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     path = Path(path)
-    transformer = WanTransformer3DModel.from_pretrained(
-        str(require_subfolder(path, "transformer")), torch_dtype=dtype
-    )
-    vae = AutoencoderKLWan.from_pretrained(
-        str(require_subfolder(path, "vae")), torch_dtype=vae_dtype
-    )
-    scheduler = load_scheduler(path, default_scheduler())
-    text_dim = int(transformer.config.text_dim)
+    transformer, vae = load_models(path, WanTransformer3DModel, AutoencoderKLWan, dtype, vae_dtype)
     prompt = empty_prompt_from_dir(
         path,
         ("text_encoder", "tokenizer"),
         lambda: {"prompt_embeds": encode_empty_prompt(path, device=device, dtype=dtype)},
-        {"prompt_embeds": (1, None, text_dim)},
+        {"prompt_embeds": (1, None, int(transformer.config.text_dim))},
     )
+    scheduler = load_scheduler(path, default_scheduler())
     backbone = WanBackbone(
         name, transformer, vae, scheduler, prompt["prompt_embeds"], timestep_mode=timestep_mode
     )
@@ -300,14 +252,18 @@ def build_random(
     """
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
-    def build() -> WanBackbone:
-        transformer = WanTransformer3DModel(**transformer_config)
-        vae = AutoencoderKLWan(**(vae_config or {}))
-        text_dim = int(transformer.config.text_dim)
-        embeds = torch.zeros(1, prompt_tokens, text_dim)
-        return WanBackbone(name, transformer, vae, default_scheduler(), embeds, timestep_mode)
-
-    return finish(seeded_build(seed, build), device, dtype)  # type: ignore[return-value]
+    return build_random_backbone(  # type: ignore[return-value]
+        WanBackbone,
+        lambda: WanTransformer3DModel(**transformer_config),
+        lambda: AutoencoderKLWan(**(vae_config or {})),
+        lambda t: {"prompt_embeds": torch.zeros(1, prompt_tokens, int(t.config.text_dim))},
+        default_scheduler,
+        name,
+        device,
+        dtype,
+        seed,
+        timestep_mode=timestep_mode,
+    )
 
 
 def tiny(
