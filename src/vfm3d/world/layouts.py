@@ -1,0 +1,459 @@
+"""Scene layouts and camera paths of the three world kinds, all drawn from one seed.
+
+- ``object`` (CO3D-like): one main object (sometimes with a few small ones) on a textured ground;
+  the camera orbits it with smoothly varying radius, elevation, focal length and a little roll.
+- ``scene`` (DL3DV / RealEstate10K-like): a room (walls, furniture, pillars) or a street
+  (buildings, cars, trees, street lights); the camera walks a smooth path and turns.
+- ``dynamic``: an ``object`` or ``scene`` layout plus one to three objects that move (translate
+  and turn) during the clip.
+
+The world is z-up, in metres. Trajectories are functions of the normalised time ``s`` in [0, 1],
+so the same seed gives the same world and path at any frame count (only the sampling differs).
+Objects are placed away from the camera path, so the camera is never inside or grazing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vfm3d.world.camera import (
+    FOV_RANGE_DEG,
+    SmoothSignal,
+    direction_from_angles,
+    look_at,
+    normalised_times,
+)
+from vfm3d.world.objects import SceneObject, make_object, make_wall
+from vfm3d.world.textures import Texture, random_texture
+
+KINDS = ("object", "scene", "dynamic")
+FPS = 10.0
+_PATH_SAMPLES = 121  # dense times used for clearance checks, independent of the frame count
+_CAMERA_CLEARANCE = 0.6  # metres between the camera path and any object footprint
+
+OBJECT_CLASSES = (
+    "box",
+    "sphere",
+    "cylinder",
+    "table",
+    "chair",
+    "lamp",
+    "snowman",
+    "cabinet",
+    "sofa",
+    "car",
+    "plant",
+)
+SMALL_CLASSES = ("box", "sphere", "cylinder", "plant")
+ROOM_CLASSES = ("table", "chair", "chair", "cabinet", "sofa", "lamp", "plant", "box", "sphere")
+MOVER_CLASSES_OBJECT = ("sphere", "box", "cylinder")
+MOVER_CLASSES_SCENE = ("person", "sphere", "box")
+
+
+@dataclass
+class _Path:
+    """A camera path evaluated at times ``s``: eye ``[S, 3]``, cam_to_world ``[S, 4, 4]``, fov."""
+
+    eye: np.ndarray
+    cam_to_world: np.ndarray
+    fov_x_deg: np.ndarray
+
+
+@dataclass
+class Ground:
+    """The ground plane z = 0, limited to ``extent`` = (xmin, xmax, ymin, ymax); beyond is sky."""
+
+    extent: tuple[float, float, float, float]
+    texture: Texture
+
+
+@dataclass
+class World:
+    """Everything needed to render a clip: geometry, lights, cameras (one per frame).
+
+    ``cam_to_world`` ``[T, 4, 4]`` float64 (OpenCV), ``fov_x_deg`` ``[T]`` horizontal FoV.
+    """
+
+    kind: str
+    base_kind: str
+    layout: str
+    seed: int
+    ground: Ground
+    objects: list[SceneObject]
+    cam_to_world: np.ndarray
+    fov_x_deg: np.ndarray
+    sky_horizon: tuple[float, float, float]
+    sky_zenith: tuple[float, float, float]
+    free_bounds: tuple[float, float, float, float]
+    """Region (xmin, xmax, ymin, ymax) where objects may stand (inside the room, on the street)."""
+    path: Callable[[np.ndarray], _Path] = field(repr=False)
+    """The camera path: normalised times ``[S]`` -> eyes, cam_to_world, FoV."""
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.cam_to_world.shape[0])
+
+
+def build_world(kind: str, seed: int, frames: int) -> World:
+    """Sample the world of ``kind`` from ``seed`` and its camera at ``frames`` times."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if not 0 <= int(seed) < 2**63:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    rng = np.random.default_rng([int(seed), KINDS.index(kind)])
+    base_kind = kind if kind != "dynamic" else str(rng.choice(["object", "scene"]))
+    if base_kind == "object":
+        world = _object_world(rng, frames)
+    else:
+        world = _room_world(rng, frames) if rng.uniform() < 0.5 else _street_world(rng, frames)
+    world.kind, world.base_kind, world.seed = kind, base_kind, int(seed)
+    if kind == "dynamic":
+        _add_movers(rng, world, frames)
+    return world
+
+
+def _sky(rng: np.random.Generator) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    horizon = tuple(
+        float(v) for v in np.clip(np.array([0.8, 0.85, 0.92]) + rng.normal(0, 0.03, 3), 0, 1)
+    )
+    zenith = tuple(
+        float(v) for v in np.clip(np.array([0.3, 0.5, 0.85]) + rng.normal(0, 0.05, 3), 0, 1)
+    )
+    return horizon, zenith
+
+
+def _sample_fov(rng: np.random.Generator) -> float:
+    return float(rng.uniform(*FOV_RANGE_DEG))
+
+
+def _finish(
+    rng: np.random.Generator,
+    base_kind: str,
+    layout: str,
+    ground: Ground,
+    objects: list[SceneObject],
+    path: Callable[[np.ndarray], _Path],
+    frames: int,
+    free_bounds: tuple[float, float, float, float],
+) -> World:
+    """Evaluate the camera path at the clip's frames, draw the sky, assemble the `World`."""
+    cams = path(normalised_times(frames))
+    horizon, zenith = _sky(rng)
+    return World(
+        base_kind, base_kind, layout, 0, ground, objects, cams.cam_to_world, cams.fov_x_deg,
+        horizon, zenith, free_bounds, path,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- object kind
+def _object_world(rng: np.random.Generator, frames: int) -> World:
+    cls = str(rng.choice(OBJECT_CLASSES))
+    scale = float(rng.uniform(0.7, 1.4)) if cls != "car" else 1.0
+    main = make_object(cls, rng, frames, (0.0, 0.0), float(rng.uniform(0, 2 * np.pi)), scale)
+    lo, hi = main.local_bounds()
+    radius = float(np.linalg.norm(hi - lo) / 2)
+    target = main.box_center(0)
+
+    fov0 = _sample_fov(rng)
+    fill = rng.uniform(0.5, 0.85)
+    r0 = max(radius / np.tan(np.radians(fov0) / 2) / fill, radius + 1.5)
+    el0 = np.radians(rng.uniform(15.0, 40.0))
+    az0 = rng.uniform(0, 2 * np.pi)
+    sweep = np.radians(rng.uniform(90.0, 360.0)) * rng.choice([-1.0, 1.0])
+    sig_r, sig_e, sig_a, sig_f, sig_roll = (SmoothSignal(rng) for _ in range(5))
+    sig_t = [SmoothSignal(rng) for _ in range(3)]
+
+    def path(s: np.ndarray) -> _Path:
+        rad = r0 * (1.0 + 0.15 * sig_r(s))
+        el = el0 + np.radians(8.0) * sig_e(s)
+        az = az0 + sweep * s + 0.1 * sig_a(s)
+        fov = np.clip(fov0 * (1.0 + 0.08 * sig_f(s)), *FOV_RANGE_DEG)
+        tgt = target[None, :] + 0.08 * radius * np.stack([g(s) for g in sig_t], axis=1)
+        offset = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=1)
+        eye = tgt + rad[:, None] * offset
+        c2w = np.stack(
+            [look_at(e, t, np.radians(3.0) * float(sig_roll(si))) for e, t, si in zip(eye, tgt, s)]
+        )
+        return _Path(eye, c2w, fov)
+
+    dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
+    cam_dist = float(np.min(np.hypot(dense.eye[:, 0], dense.eye[:, 1])))
+    objects = [main]
+    for _ in range(int(rng.integers(0, 4))):
+        small = make_object(
+            str(rng.choice(SMALL_CLASSES)),
+            rng,
+            frames,
+            (0.0, 0.0),
+            0.0,
+            float(rng.uniform(0.3, 0.6)),
+        )
+        _place(rng, small, objects, dense.eye, (-cam_dist, cam_dist, -cam_dist, cam_dist), 30)
+    ground_half = float(rng.uniform(2.5, 4.0) * r0)
+    ground = Ground(
+        (-ground_half, ground_half, -ground_half, ground_half),
+        random_texture(rng, scale=float(rng.uniform(0.25, 0.6)) * scale),
+    )
+    bounds = (-cam_dist, cam_dist, -cam_dist, cam_dist)
+    return _finish(rng, "object", cls, ground, objects, path, frames, bounds)
+
+
+# ---------------------------------------------------------------------- placement helpers
+def _clear_of(
+    obj: SceneObject,
+    xy: np.ndarray,
+    others: list[SceneObject],
+    eyes: np.ndarray,
+) -> bool:
+    """Whether ``obj`` at ``xy`` keeps clear of ``others`` (frame 0 poses) and the camera path."""
+    fp = obj.footprint_radius()
+    if np.min(np.hypot(eyes[:, 0] - xy[0], eyes[:, 1] - xy[1])) < fp + _CAMERA_CLEARANCE:
+        return False
+    for other in others:
+        if other.cls in ("wall", "building"):
+            continue
+        if np.hypot(*(other.origins[0, :2] - xy)) < fp + other.footprint_radius() + 0.1:
+            return False
+    return True
+
+
+def _place(
+    rng: np.random.Generator,
+    obj: SceneObject,
+    objects: list[SceneObject],
+    eyes: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    tries: int,
+) -> bool:
+    """Try random positions/yaws inside ``bounds``; append ``obj`` to ``objects`` on success."""
+    fp = obj.footprint_radius()
+    x0, x1, y0, y1 = bounds[0] + fp, bounds[1] - fp, bounds[2] + fp, bounds[3] - fp
+    if x0 >= x1 or y0 >= y1:
+        return False
+    for _ in range(tries):
+        xy = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1)])
+        yaw = float(rng.uniform(0, 2 * np.pi))
+        if _clear_of(obj, xy, objects, eyes):
+            obj.origins[:, :2] = xy
+            obj.yaws[:] = yaw
+            objects.append(obj)
+            return True
+    return False
+
+
+def _walker(
+    rng: np.random.Generator,
+    position,
+    fov0: float,
+    yaw_offset: float,
+    yaw_amp_deg: float,
+):
+    """Camera path of a walking viewer: ``position(s) -> [S, 2]`` plus turning and bobbing."""
+    sig_yaw, sig_pitch, sig_roll, sig_h = (SmoothSignal(rng) for _ in range(4))
+    height = rng.uniform(1.4, 1.75)
+    pitch0 = np.radians(rng.uniform(-15.0, 0.0))
+
+    def path(s: np.ndarray) -> _Path:
+        xy = position(s)
+        eps = 1e-3
+        ahead = position(np.clip(s + eps, 0.0, 1.0 + eps)) - position(np.clip(s - eps, -eps, 1.0))
+        heading = np.arctan2(ahead[:, 1], ahead[:, 0])
+        yaw = heading + yaw_offset + np.radians(yaw_amp_deg) * sig_yaw(s)
+        pitch = pitch0 + np.radians(5.0) * sig_pitch(s)
+        eye = np.concatenate([xy, (height + 0.05 * sig_h(s))[:, None]], axis=1)
+        c2w = np.stack(
+            [
+                look_at(e, e + direction_from_angles(y, p), np.radians(2.0) * float(sig_roll(si)))
+                for e, y, p, si in zip(eye, yaw, pitch, s)
+            ]
+        )
+        return _Path(eye, c2w, np.full(len(s), fov0))
+
+    return path
+
+
+# ---------------------------------------------------------------------- scene kind: room
+def _room_world(rng: np.random.Generator, frames: int) -> World:
+    lx, ly = float(rng.uniform(6.0, 12.0)), float(rng.uniform(5.0, 10.0))
+    wall_h, thick = float(rng.uniform(2.5, 3.2)), 0.2
+    wall_tex = random_texture(rng, scale=float(rng.uniform(0.3, 0.8)))
+    objects: list[SceneObject] = [
+        make_wall(
+            frames, (0.0, sy * (ly / 2 + thick / 2)), (lx + 2 * thick, thick, wall_h), wall_tex
+        )
+        for sy in (-1, 1)
+    ] + [
+        make_wall(frames, (sx * (lx / 2 + thick / 2), 0.0), (thick, ly, wall_h), wall_tex)
+        for sx in (-1, 1)
+    ]
+    centre = rng.uniform(-0.1, 0.1, size=2) * np.array([lx, ly])
+    a, b = rng.uniform(0.15, 0.28) * lx, rng.uniform(0.15, 0.28) * ly
+    theta0 = rng.uniform(0, 2 * np.pi)
+    sweep = np.radians(rng.uniform(60.0, 200.0)) * rng.choice([-1.0, 1.0])
+    sig_rad = SmoothSignal(rng)
+
+    def position(s: np.ndarray) -> np.ndarray:
+        th = theta0 + sweep * s
+        k = 1.0 + 0.1 * sig_rad(s)
+        return centre[None, :] + np.stack([a * k * np.cos(th), b * k * np.sin(th)], axis=1)
+
+    fov0 = _sample_fov(rng)
+    inward = float(np.sign(sweep)) * np.radians(rng.uniform(10.0, 80.0))  # look into the room
+    path = _walker(rng, position, fov0, inward, 30.0)
+    dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
+    bounds = (-lx / 2 + 0.05, lx / 2 - 0.05, -ly / 2 + 0.05, ly / 2 - 0.05)
+    for _ in range(int(rng.integers(1, 3))):
+        _place(
+            rng,
+            make_object("pillar", rng, frames, (0, 0), 0.0, wall_h),
+            objects,
+            dense.eye,
+            bounds,
+            30,
+        )
+    for _ in range(int(rng.integers(5, 11))):
+        obj = make_object(str(rng.choice(ROOM_CLASSES)), rng, frames, (0, 0), 0.0)
+        _place(rng, obj, objects, dense.eye, bounds, 30)
+    ground = Ground(
+        (-lx / 2 - 1.0, lx / 2 + 1.0, -ly / 2 - 1.0, ly / 2 + 1.0),
+        random_texture(rng, scale=float(rng.uniform(0.3, 0.7))),
+    )
+    return _finish(rng, "scene", "room", ground, objects, path, frames, bounds)
+
+
+# ---------------------------------------------------------------------- scene kind: street
+def _street_world(rng: np.random.Generator, frames: int) -> World:
+    half_w = float(rng.uniform(4.0, 7.0))
+    length = float(rng.uniform(5.0, 14.0))
+    direction = float(rng.choice([-1.0, 1.0]))
+    sig_y = SmoothSignal(rng)
+
+    def position(s: np.ndarray) -> np.ndarray:
+        x = direction * length * (s - 0.5)
+        return np.stack([x, 1.2 * sig_y(s)], axis=1)
+
+    fov0 = _sample_fov(rng)
+    path = _walker(rng, position, fov0, float(np.radians(rng.uniform(-30.0, 30.0))), 30.0)
+    dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
+    objects: list[SceneObject] = []
+    for side in (-1.0, 1.0):
+        x = -35.0 + rng.uniform(0.0, 3.0)
+        while x < 35.0:
+            bld = make_object("building", rng, frames, (0.0, 0.0), 0.0)
+            lo, hi = bld.local_bounds()
+            w, d = hi[0] - lo[0], hi[1] - lo[1]
+            bld.origins[:, :2] = (x + w / 2, side * (half_w + d / 2))
+            objects.append(bld)
+            x += w + rng.uniform(0.0, 3.0)
+    street = (-35.0, 35.0, -half_w + 0.1, half_w - 0.1)
+    for cls, count in (
+        ("streetlight", (3, 7)),
+        ("tree", (2, 6)),
+        ("car", (2, 6)),
+        ("pillar", (0, 3)),
+    ):
+        for _ in range(int(rng.integers(*count))):
+            scale = 1.0 if cls != "pillar" else float(rng.uniform(1.0, 3.0))
+            obj = make_object(cls, rng, frames, (0.0, 0.0), 0.0, scale)
+            _place(rng, obj, objects, dense.eye, street, 30)
+    ground = Ground(
+        (-40.0, 40.0, -half_w - 12.0, half_w + 12.0),
+        random_texture(
+            rng,
+            scale=float(rng.uniform(0.5, 1.2)),
+            kind=str(rng.choice(["noise", "cells", "checker"])),
+        ),
+    )
+    return _finish(rng, "scene", "street", ground, objects, path, frames, street)
+
+
+# ---------------------------------------------------------------------- dynamic kind
+_FIXED = ("wall", "building")
+
+
+def _add_movers(rng: np.random.Generator, world: World, frames: int) -> None:
+    """Add one to three moving objects that keep clear of the camera and of other objects.
+
+    Each mover translates along a straight line and turns at a constant rate; scene movers
+    start in front of the camera at some time of the clip so that they are seen. Clearance is
+    checked on a dense time grid (independent of the frame count) against the camera path.
+    If no free path is found, static furniture in the way is removed (never walls, buildings
+    or the main object of an ``object`` clip).
+    """
+    s_dense = np.linspace(0.0, 1.0, _PATH_SAMPLES)
+    dense = world.path(s_dense)
+    eyes = dense.eye
+    on_object = world.base_kind == "object"
+    classes = MOVER_CLASSES_OBJECT if on_object else MOVER_CLASSES_SCENE
+    times = normalised_times(frames)
+    x0, x1, y0, y1 = world.free_bounds
+    keep = {id(world.objects[0])} if on_object else set()
+    for _ in range(int(rng.integers(1, 4))):
+        cls = str(rng.choice(classes))
+        scale = float(rng.uniform(0.35, 0.7)) if on_object else 1.0
+        mover = make_object(cls, rng, frames, (0.0, 0.0), 0.0, scale)
+        mover.dynamic = True
+        fp = mover.footprint_radius()
+        best: tuple[np.ndarray, np.ndarray, list[SceneObject]] | None = None
+        for _try in range(80):
+            if on_object:
+                reach = float(np.min(np.hypot(eyes[:, 0], eyes[:, 1]))) * rng.uniform(0.4, 0.8)
+                start = rng.uniform(-reach, reach, size=2)
+                dist = rng.uniform(0.5, 1.5) * scale
+            else:
+                k = int(rng.integers(_PATH_SAMPLES // 5, _PATH_SAMPLES - _PATH_SAMPLES // 5))
+                forward = dense.cam_to_world[k, :3, 2]
+                start = eyes[k, :2] + forward[:2] * rng.uniform(1.8, 4.5) + rng.normal(0, 0.5, 2)
+                dist = rng.uniform(0.8, 3.0)
+            heading = rng.uniform(0, 2 * np.pi)
+            step = dist * np.array([np.cos(heading), np.sin(heading)])
+            xy = start[None, :] + (s_dense[:, None] - 0.5) * step[None, :]
+            inside = (
+                np.all(xy[:, 0] - fp > x0)
+                and np.all(xy[:, 0] + fp < x1)
+                and np.all(xy[:, 1] - fp > y0)
+                and np.all(xy[:, 1] + fp < y1)
+            )
+            if not inside or np.any(np.hypot(*(xy - eyes[:, :2]).T) < fp + _CAMERA_CLEARANCE + 0.3):
+                continue
+            hits = _conflicts(xy, fp, world.objects, s_dense)
+            if any(o.cls in _FIXED or id(o) in keep or o.dynamic for o in hits):
+                continue
+            if not hits:
+                best = (start, step, [])
+                break
+            if best is None or len(hits) < len(best[2]):
+                best = (start, step, hits)
+        if best is None:
+            continue
+        start, step, hits = best
+        world.objects[:] = [o for o in world.objects if all(o is not h for h in hits)]
+        yaw0, spin = rng.uniform(0, 2 * np.pi), rng.uniform(-np.pi, np.pi)
+        mover.origins[:, :2] = start[None, :] + (times[:, None] - 0.5) * step[None, :]
+        mover.yaws[:] = yaw0 + spin * times
+        world.objects.append(mover)
+
+
+def _conflicts(
+    xy: np.ndarray, fp: float, others: list[SceneObject], s: np.ndarray
+) -> list[SceneObject]:
+    """Objects that a mover at ``xy`` ``[S, 2]`` (times ``s``, footprint ``fp``) would touch."""
+    out = []
+    for other in others:
+        if other.cls in _FIXED:
+            lo, hi = other.local_bounds()
+            c = other.origins[0, :2] + (lo[:2] + hi[:2]) / 2
+            half = (hi[:2] - lo[:2]) / 2 + fp + 0.05
+            if np.any(np.all(np.abs(xy - c[None, :]) < half[None, :], axis=1)):
+                out.append(other)
+            continue
+        times = normalised_times(len(other.origins))
+        oxy = np.stack([np.interp(s, times, other.origins[:, i]) for i in range(2)], axis=1)
+        if np.any(np.hypot(*(xy - oxy).T) < fp + other.footprint_radius() + 0.05):
+            out.append(other)
+    return out
