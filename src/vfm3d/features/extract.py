@@ -179,38 +179,50 @@ def extract(
     aux = _check_aux(backbone, aux, frames)
     num_clips, num_frames = frames.shape[:2]
     frame_index = backbone.grid.frame_index(num_frames)
-    modules = backbone.layer_modules()
-    deepest = layer_list[-1]
     out: FeatureDict = {}
     for chunk in _chunks(ts, timestep_batch):
-        captured: dict[int, Any] = {}
-        handles = []
         with torch.no_grad():
             prepared = backbone.prepare(frames, chunk, _make_generator(seed, frames.device), aux)
-            try:
-                for index in layer_list:
-                    handles.append(
-                        modules[index].register_forward_hook(
-                            _capture_hook(captured, index, early_exit and index == deepest)
-                        )
-                    )
-                try:
-                    backbone.run(prepared)
-                except _EarlyExit:
-                    pass
-            finally:
-                for handle in handles:
-                    handle.remove()
-            missing = [i for i in layer_list if i not in captured]
-            if missing:
-                raise RuntimeError(
-                    f"{backbone.name}: layers {missing} were never run by backbone.run "
-                    "(layer_modules() does not match the forward)"
-                )
-            for index in layer_list:
-                grid = backbone.layer_output_to_grid(index, captured[index], prepared)
-                _split_timesteps(out, grid, index, chunk, num_clips, frame_index, prepared)
+            grids = capture_layers(backbone, prepared, layer_list, early_exit=early_exit)
+        for index, grid in grids.items():
+            _split_timesteps(out, grid, index, chunk, num_clips, frame_index, prepared)
     return out
+
+
+def capture_layers(
+    backbone: Backbone, prepared: Prepared, layers: Sequence[int], early_exit: bool = True
+) -> dict[int, torch.Tensor]:
+    """Run ``backbone.run(prepared)`` once with hooks; ``{layer: [N, T', h, w, C]}``.
+
+    ``layers`` must be valid (see `validate_layers`); with ``early_exit`` the forward stops after
+    the deepest one. Hooks are removed whatever happens.
+    """
+    layer_list = sorted(set(layers))
+    modules = backbone.layer_modules()
+    deepest = layer_list[-1]
+    captured: dict[int, Any] = {}
+    handles = []
+    with torch.no_grad():
+        try:
+            for index in layer_list:
+                stop = early_exit and index == deepest
+                handles.append(
+                    modules[index].register_forward_hook(_capture_hook(captured, index, stop))
+                )
+            try:
+                backbone.run(prepared)
+            except _EarlyExit:
+                pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        missing = [i for i in layer_list if i not in captured]
+        if missing:
+            raise RuntimeError(
+                f"{backbone.name}: layers {missing} were never run by backbone.run "
+                "(layer_modules() does not match the forward)"
+            )
+        return {i: backbone.layer_output_to_grid(i, captured[i], prepared) for i in layer_list}
 
 
 def _capture_hook(captured: dict[int, Any], index: int, stop: bool):
