@@ -151,17 +151,25 @@ class PixelTransform:
             out = np.moveaxis(self.warp_nearest(moved, 0), 1, -1)
         else:
             # output pixel-edge box [0, W_out] maps to this source box (edge coordinates)
-            box = (
-                (-0.5 - ox) / sx + 0.5,
-                (-0.5 - oy) / sy + 0.5,
-                (out_w - 0.5 - ox) / sx + 0.5,
-                (out_h - 0.5 - oy) / sy + 0.5,
-            )
+            x0 = (-0.5 - ox) / sx + 0.5
+            y0 = (-0.5 - oy) / sy + 0.5
+            x1 = (out_w - 0.5 - ox) / sx + 0.5
+            y1 = (out_h - 0.5 - oy) / sy + 0.5
+            in_h, in_w = self.in_hw
+            # PIL needs the box inside the image: extend the input by edge replication if not
+            box = (x0, y0, x1, y1)
+            source = batch
+            overflow = max(0.0, -x0, -y0, x1 - in_w, y1 - in_h)
+            if overflow > 0:
+                margin = math.ceil(overflow) + 2
+                widths = ((0, 0), (margin, margin), (margin, margin), (0, 0))
+                source = np.pad(batch, widths, mode="edge")
+                box = (x0 + margin, y0 + margin, x1 + margin, y1 + margin)
             resized = [
                 np.asarray(
                     Image.fromarray(frame).resize((out_w, out_h), Image.Resampling.BICUBIC, box=box)
                 )
-                for frame in batch
+                for frame in source
             ]
             out = np.stack(resized).astype(np.uint8)
             inside = self.warp_nearest(np.ones(self.in_hw, dtype=bool), False)
