@@ -1,11 +1,9 @@
 """VSI-Bench scoring (reference: VSI-Bench, Yang et al. "Thinking in Space", official
 `lmms_eval/tasks/vsibench/utils.py`).
 
-- Numeric answers: Mean Relative Accuracy `MRA = mean_theta 1[|pred - gt| / gt <= 1 - theta]`.
-  The official code uses `np.linspace(0.5, 0.95, int((0.95 - 0.5) / 0.05 + 2))`, i.e. **11**
-  thresholds 0.5, 0.545, ..., 0.95 (its float arithmetic gives 11 points, not the 10 of the name
-  "MRA:.5:.95:.05"); `thresholds="official"` (default) reproduces it, `thresholds="paper"` uses
-  the 10 values 0.50, 0.55, ..., 0.95 of the paper's formula.
+- Numeric answers: Mean Relative Accuracy `MRA = mean_theta 1[|pred - gt| / gt <= 1 - theta]`
+  over theta in {0.50, 0.55, ..., 0.95}; the official code builds these 10 values as
+  `np.linspace(0.5, 0.95, int((0.95 - 0.5) / 0.05 + 2))` (float rounding makes the count 10).
 - Multiple choice: exact match (case-insensitive) of the answer string.
 - Overall: relative direction is the mean of its easy/medium/hard levels; the overall score is
   the unweighted mean of the 8 task scores.
@@ -14,7 +12,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
 
 import numpy as np
 
@@ -45,20 +42,15 @@ TASKS = (
 )
 
 
-def mra_thresholds(kind: Literal["official", "paper"] = "official") -> np.ndarray:
-    """The confidence thresholds theta of MRA (see the module docstring)."""
-    if kind == "official":
-        start, end, interval = 0.5, 0.95, 0.05
-        return np.linspace(start, end, int((end - start) / interval + 2))
-    if kind == "paper":
-        return np.round(np.arange(0.5, 0.951, 0.05), 10)
-    raise ValueError(f"thresholds must be 'official' or 'paper', got {kind!r}")
+def mra_thresholds() -> np.ndarray:
+    """The 10 confidence thresholds theta of MRA, built exactly as the official code does."""
+    start, end, interval = 0.5, 0.95, 0.05
+    return np.linspace(start, end, int((end - start) / interval + 2))
 
 
 def mra(
     pred: float | Sequence[float] | np.ndarray,
     gt: float | Sequence[float] | np.ndarray,
-    thresholds: Literal["official", "paper"] = "official",
 ) -> float:
     """Mean Relative Accuracy of numeric answers, averaged over items -> float in [0, 1].
 
@@ -73,7 +65,7 @@ def mra(
         )
     if not np.all(np.isfinite(g)) or np.any(g == 0):
         raise ValueError("gt must be finite and non-zero (MRA divides by gt)")
-    theta = mra_thresholds(thresholds)
+    theta = mra_thresholds()
     with np.errstate(invalid="ignore"):
         rel = np.abs(p - g) / g
         hits = rel[:, None] <= 1.0 - theta[None, :]
@@ -88,7 +80,6 @@ def exact_match(pred: str, gt: str) -> float:
 
 def vsi_accuracy(
     records: Iterable[Mapping[str, object]],
-    thresholds: Literal["official", "paper"] = "official",
 ) -> dict[str, float]:
     """Score VSI-Bench answers -> `{task: score, ..., "overall": mean of the 8 tasks}` in [0, 1].
 
@@ -108,7 +99,7 @@ def vsi_accuracy(
                 value = float(str(record["prediction"]).strip())
             except ValueError:
                 value = float("nan")
-            score = mra(value, float(str(record["ground_truth"])), thresholds)
+            score = mra(value, float(str(record["ground_truth"])))
         elif kind in CHOICE_TASKS:
             score = exact_match(str(record["prediction"]), str(record["ground_truth"]))
         else:
