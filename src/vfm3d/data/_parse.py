@@ -11,6 +11,7 @@ import gzip
 import json
 import math
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def read_json(path: PathLike, what: str = "JSON file") -> Any:
         if p.suffix in (".jgz", ".gz"):
             raw = gzip.decompress(raw)
         return json.loads(raw.decode("utf-8"))
-    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DatasetFormatError(f"{p}: cannot parse JSON ({error})") from error
 
 
