@@ -131,7 +131,7 @@ def auc_from_errors(
         for k in thresholds:
             if int(k) != k or k < 1:
                 raise ValueError(f"AUC thresholds must be positive integers, got {k}")
-            edges = torch.arange(int(k) + 1, dtype=torch.float64)
+            edges = torch.arange(int(k) + 1, dtype=torch.float64, device=max_err.device)
             hist = _histogram_np_style(max_err, edges) / n_pairs
             out[f"AUC@{int(k)}"] = float(torch.cumsum(hist, 0).mean())
     elif mode == "vidfm3d":

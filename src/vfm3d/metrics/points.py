@@ -50,7 +50,11 @@ def point_error(
     check_finite("pred_points", pred_points, where=valid[..., None])
     check_finite("gt_points", gt_points, where=valid[..., None])
     dtype = torch.float64
-    conf = torch.ones(valid.shape, dtype=dtype) if gt_conf is None else gt_conf.to(dtype)
+    conf = (
+        torch.ones(valid.shape, dtype=dtype, device=valid.device)
+        if gt_conf is None
+        else gt_conf.to(dtype)
+    )
     if conf.shape != valid.shape:
         raise ValueError(f"gt_conf must have shape {list(valid.shape)}, got {list(conf.shape)}")
     weight_extra = None

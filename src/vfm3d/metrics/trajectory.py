@@ -46,7 +46,7 @@ def _check_trajectories(pred: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Ten
     gt = to_homogeneous(gt.double())
     for name, poses in (("pred_cam_to_world", pred), ("gt_cam_to_world", gt)):
         r = poses[:, :3, :3]
-        eye = torch.eye(3, dtype=r.dtype)
+        eye = torch.eye(3, dtype=r.dtype, device=r.device)
         off = (r.transpose(-1, -2) @ r - eye).abs().amax(dim=(-1, -2))
         bad = (off > _ORTHONORMAL_TOL) | (torch.det(r) <= 0)
         if bool(bad.any()):
