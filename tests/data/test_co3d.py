@@ -21,6 +21,7 @@ from tests.data.scene import (
     save_png,
     save_png16,
 )
+from vfm3d.cli import main as vfm3d_main
 from vfm3d.data import DatasetFormatError, SequenceRejected, read
 from vfm3d.data.readers.co3d import aspect_crop_around_centre, parse_frame_annotation
 
@@ -154,7 +155,7 @@ def test_co3d_depth_mask_can_be_ignored(co3d) -> None:
     assert clip.valid[:, 2, 2].all()
 
 
-def test_co3d_vidfm3d_protocol_crops_and_keeps_cameras(tmp_path: Path) -> None:
+def test_co3d_vidfm3d_protocol_crops_and_keeps_cameras(tmp_path: Path, capsys) -> None:
     n = 88
     truth = make_truth(n, seed=11)
     masks = []
@@ -167,6 +168,8 @@ def test_co3d_vidfm3d_protocol_crops_and_keeps_cameras(tmp_path: Path) -> None:
     write_annotations(tmp_path, "car", entries, ["1_2_3"])
     with pytest.raises(SequenceRejected, match="upsampling"):
         read("co3d", tmp_path, protocol="vidfm3d").load("car_1_2_3")  # 16x24 -> 540x960
+    assert vfm3d_main(["data", "info", "co3d", str(tmp_path), "--protocol", "vidfm3d"]) == 0
+    assert "rejected by the vidfm3d rule" in capsys.readouterr().out
     reader = read("co3d", tmp_path, protocol="vidfm3d")
     reader.protocol["resize_hw"] = [9, 16]
     clip = reader.load("car_1_2_3")

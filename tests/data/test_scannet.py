@@ -64,6 +64,7 @@ def test_scannet_protocol_and_scene_root(scannet) -> None:
     clip = read("scannet", root, protocol="monst3r").load("scene0000_00")
     assert clip.meta["frame_indices"] == [0] and clip.meta["skipped_frames"] == [3]
     assert read("scannet", root / "scene0000_00").ids == ["scene0000_00"]
+    assert read("scannet", root).describe("scene0000_00")["resolution_hw"] == [16, 24]
 
 
 def test_malformed_pose_and_missing_depth(scannet) -> None:

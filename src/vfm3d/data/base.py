@@ -119,6 +119,10 @@ class DatasetReader:
     def _postprocess(self, clip: Clip, seq: SequenceRecord) -> Clip:
         return clip
 
+    def _clip_hw(self, frame: FrameRecord) -> tuple[int, int]:
+        """(H, W) of the clip this frame ends up in, from file headers only (for `describe`)."""
+        return image_size(frame.image)
+
     def _filter(self, found: list[str], wanted: list[str], strict: bool) -> list[str]:
         """Keep ``found`` ids named in ``wanted`` (an id matches itself or ``*_<name>``).
 
@@ -253,7 +257,7 @@ class DatasetReader:
         """Cheap facts for ``vfm3d data info``: frame counts, resolution, ground truth present."""
         seq = self.sequence(clip_id)
         positions = self.selected(clip_id)
-        h, w = image_size(seq.frames[positions[0]].image)
+        h, w = self._clip_hw(seq.frames[positions[0]])
         return {
             "id": clip_id,
             "frames_total": len(seq.frames),

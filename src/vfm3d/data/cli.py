@@ -105,9 +105,16 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
 
 @subcommand("info", "list sequences, frames, resolution and ground truth", _info_arguments)
 def info(args: argparse.Namespace) -> int:
+    from vfm3d.data import SequenceRejected
+
     reader = open_reader(args)
     ids = reader.ids
-    rows = [reader.describe(clip_id) for clip_id in ids[: max(args.limit, 0)]]
+    rows, rejected = [], []
+    for clip_id in ids[: max(args.limit, 0)]:
+        try:
+            rows.append(reader.describe(clip_id))
+        except SequenceRejected as error:
+            rejected.append(str(error))
     summary = {
         "kind": args.kind,
         "root": str(args.root),
@@ -115,6 +122,7 @@ def info(args: argparse.Namespace) -> int:
         "sequences": len(ids),
         "missing_protocol_sequences": reader.missing_sequences,
         "described": rows,
+        "rejected_by_protocol": rejected,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -134,6 +142,8 @@ def info(args: argparse.Namespace) -> int:
                 f"{'yes' if r['depth'] else 'no':5}  {'yes' if r['poses'] else 'no':5}  "
                 f"{'yes' if r['intrinsics'] else 'no'}"
             )
+    for line in rejected:
+        print(f"  {line}")
     if reader.missing_sequences:
         print(f"  protocol sequences not found under ROOT: {', '.join(reader.missing_sequences)}")
     if len(ids) > len(rows):

@@ -112,6 +112,10 @@ class ScanNetReader(DatasetReader):
         clip.meta["skipped_frames"] = skipped
         return clip
 
+    def _clip_hw(self, frame: FrameRecord) -> tuple[int, int]:
+        assert frame.depth is not None
+        return image_size(frame.depth)
+
     def _read_image(self, seq: SequenceRecord, frame: FrameRecord) -> np.ndarray:
         assert frame.depth is not None
         rgb = read_rgb(frame.image)
