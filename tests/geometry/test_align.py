@@ -129,3 +129,12 @@ def test_align_depth_errors() -> None:
         align_depth(x, x, x < 0)
     with pytest.raises(ValueError, match="valid must have shape"):
         align_depth(x, x, torch.ones(3, dtype=torch.bool))
+
+
+def test_umeyama_gradcheck() -> None:
+    generator = torch.Generator().manual_seed(5)
+    src = torch.randn(8, 3, generator=generator, dtype=torch.float64, requires_grad=True)
+    dst = (
+        2.0 * src.detach() + 0.1 * torch.randn(8, 3, generator=generator, dtype=torch.float64)
+    ).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: umeyama(a, b), (src, dst))

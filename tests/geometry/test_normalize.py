@@ -81,3 +81,21 @@ def test_probe_targets_errors() -> None:
         probe_targets(bad, v, k, cam_to_world)
     with pytest.raises(ValueError, match="intrinsics"):
         probe_targets(depth, valid, k[:, :2], cam_to_world)
+
+
+def test_probe_targets_dtype_follows_inputs() -> None:
+    depth, valid, k, cam_to_world = _scene()
+    depth = torch.nan_to_num(depth).float()
+    mixed = probe_targets(depth, valid, k.float(), cam_to_world)  # Clip layout: float64 poses
+    assert mixed.points.dtype == torch.float64 and mixed.cam_to_world.dtype == torch.float64
+    single = probe_targets(depth, valid, k.float(), cam_to_world.float())
+    assert single.points.dtype == torch.float32
+    assert torch.allclose(single.points.double(), mixed.points, atol=1e-4)
+
+
+def test_probe_targets_is_differentiable_in_depth() -> None:
+    depth, valid, k, cam_to_world = _scene()
+    depth = torch.nan_to_num(depth).requires_grad_(True)
+    targets = probe_targets(depth, valid, k, cam_to_world)
+    targets.points.sum().backward()
+    assert depth.grad is not None and bool(torch.isfinite(depth.grad).all())

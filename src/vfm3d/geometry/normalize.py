@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vfm3d.geometry._checks import check_finite, check_mask, check_tail
+from vfm3d.geometry._checks import check_finite, check_mask, check_tail, float_dtype
 from vfm3d.geometry.camera import invert_rigid, to_homogeneous, transform_points, unproject_depth
 
 
@@ -50,8 +50,9 @@ def probe_targets(
 ) -> ProbeTargets:
     """Normalise GT of sequences: depth `[..., T, H, W]`, valid, K `[..., T, 3, 3]`, cam_to_world `[..., T, 4, 4]`.
 
-    See the module docstring for the exact steps. Computes in the dtype of `depth` (use float64
-    for exactness; float32 input stays float32). Raises ValueError if frame 0 of a sequence has
+    See the module docstring for the exact steps. Computes and returns float64 if any input is
+    float64 (a `Clip`'s float64 `cam_to_world` makes it so), else float32; cast the result for
+    training. `intrinsics` is returned as given. Raises ValueError if frame 0 of a sequence has
     no valid pixel, if its valid points all sit at the camera centre, or on NaN/inf in valid depth.
     """
     if depth.ndim < 3:
@@ -61,7 +62,7 @@ def probe_targets(
     check_tail("cam_to_world", cam_to_world, (depth.shape[-3], None, 4))
     check_finite("depth", depth, where=valid)
     check_finite("cam_to_world", cam_to_world)
-    dtype = depth.dtype if depth.is_floating_point() else torch.float32
+    dtype = float_dtype(depth, intrinsics, cam_to_world)
     depth = torch.where(valid, depth.to(dtype), torch.zeros((), dtype=dtype, device=depth.device))
     cam_to_world = to_homogeneous(cam_to_world.to(dtype))
     world_to_cam0 = invert_rigid(cam_to_world[..., :1, :, :])
