@@ -66,7 +66,20 @@ def test_sintel_reads_back(sintel) -> None:
     expected[:, 0, 0] = 0.0
     assert_reads_back(clip, truth, depth=expected)
     assert not clip.valid[:, 0, 0].any() and clip.valid[:, 1:, 1:].all()
-    assert clip.meta["pass"] == "final"
+    assert clip.meta["pass"] == "final" and clip.dynamic is None
+
+
+def test_sintel_dynamic_masks(sintel) -> None:
+    root, _ = sintel
+    folder = root / "training" / "dynamic_label_perfect" / "alley_2"
+    for i in range(3):
+        mask = np.zeros((16, 24), np.uint8)
+        mask[i, :5] = 255
+        save_png(folder / f"frame_{i + 1:04d}.png", mask)
+    clip = read("sintel", root).load("alley_2")
+    assert clip.dynamic.dtype == bool and clip.dynamic.sum() == 15
+    assert clip.dynamic[1, 1, :5].all() and not clip.dynamic[1, 0].any()
+    assert read("sintel", root).describe("alley_2")["dynamic"]
 
 
 def test_sintel_clean_pass_protocol_and_training_root(sintel) -> None:

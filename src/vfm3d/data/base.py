@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vfm3d.clip import Clip, ClipValidationError
-from vfm3d.data._parse import image_size, read_rgb
+from vfm3d.data._parse import image_size, read_mask, read_rgb
 from vfm3d.data.cameras import check_intrinsics, scale_intrinsics
 from vfm3d.data.errors import DatasetFormatError
 from vfm3d.data.protocols import load_protocol, select_indices
@@ -32,6 +32,7 @@ from vfm3d.data.protocols import load_protocol, select_indices
 class FrameRecord:
     """One frame on disk, cameras already in vfm3d convention.
 
+    ``extra["dynamic"]`` (optional) is a mask image of pixels on moving objects (> 0).
     ``intrinsics`` ``[3, 3]`` float64 refers to an image of ``intrinsics_hw`` (H, W); when the
     decoded image has another size, K is scaled by the size ratio (``None``: K is exact for
     the image as stored). ``cam_to_world`` ``[4, 4]`` float64 (OpenCV camera -> world).
@@ -208,7 +209,8 @@ class DatasetReader:
         """Decode the selected frames of one sequence into a validated `Clip`."""
         seq = self.sequence(clip_id)
         picked = [seq.frames[i] for i in self.selected(clip_id)]
-        frames, intrinsics, depths, valids = [], [], [], []
+        frames, intrinsics, depths, valids, dynamics = [], [], [], [], []
+        with_dynamic = all("dynamic" in f.extra for f in picked)
         size: tuple[int, int] | None = None
         for frame in picked:
             rgb = self._read_image(seq, frame)
@@ -230,6 +232,13 @@ class DatasetReader:
                 depth, valid = self._read_depth(seq, frame, hw)
                 depths.append(depth)
                 valids.append(valid)
+            if with_dynamic:
+                dynamic = read_mask(frame.extra["dynamic"])
+                if dynamic.shape != hw:
+                    raise DatasetFormatError(
+                        f"{frame.extra['dynamic']}: mask size {dynamic.shape} != image {hw}"
+                    )
+                dynamics.append(dynamic)
         meta = {
             "id": seq.id,
             "source": self.kind,
@@ -245,6 +254,7 @@ class DatasetReader:
             cam_to_world=np.stack([f.cam_to_world for f in picked]).astype(np.float64),
             depth=np.stack(depths).astype(np.float32) if depths else None,
             valid=np.stack(valids).astype(bool) if valids else None,
+            dynamic=np.stack(dynamics) if dynamics else None,
             meta=meta,
         )
         clip = self._postprocess(clip, seq)
@@ -266,4 +276,5 @@ class DatasetReader:
             "depth": bool(seq.has_depth),
             "poses": True,
             "intrinsics": True,
+            "dynamic": all("dynamic" in seq.frames[i].extra for i in positions),
         }

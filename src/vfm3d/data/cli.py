@@ -133,14 +133,16 @@ def info(args: argparse.Namespace) -> int:
     )
     if rows:
         width = max(len(r["id"]) for r in rows)
-        print(f"  {'id'.ljust(width)}  frames(sel/total)  HxW        depth  poses  intrinsics")
+        print(
+            f"  {'id'.ljust(width)}  frames(sel/total)  HxW        depth  poses  intrinsics  dynamic"
+        )
         for r in rows:
             frames = f"{r['frames_selected']}/{r['frames_total']}"
             size = f"{r['resolution_hw'][0]}x{r['resolution_hw'][1]}"
             print(
                 f"  {r['id'].ljust(width)}  {frames.ljust(17)}  {size.ljust(9)}  "
                 f"{'yes' if r['depth'] else 'no':5}  {'yes' if r['poses'] else 'no':5}  "
-                f"{'yes' if r['intrinsics'] else 'no'}"
+                f"{'yes' if r['intrinsics'] else 'no':10}  {'yes' if r.get('dynamic') else 'no'}"
             )
     for line in rejected:
         print(f"  {line}")

@@ -24,6 +24,7 @@ anchor's pose and the median anchor-depth ratio.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, fields
@@ -84,10 +85,17 @@ def _check_model(model: Any) -> None:
 
 
 @torch.no_grad()
-def _run_chunk(model: Any, images: torch.Tensor) -> _Chunk:
+def _run_chunk(model: Any, images: torch.Tensor, amp_dtype: torch.dtype | None = None) -> _Chunk:
     """``images`` ``[S, 3, h, w]`` in [0, 1] -> predictions of one joint forward."""
     param = next(model.parameters())
-    out = model(images[None].to(device=param.device, dtype=param.dtype))
+    batch = images[None].to(device=param.device, dtype=param.dtype)
+    amp = (
+        torch.autocast(param.device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with amp:
+        out = model(batch)
     h, w = images.shape[-2:]
     world_to_cam, intrinsics = decode_pose(out["pose_enc"][0].double(), (h, w))
     return _Chunk(
@@ -134,6 +142,7 @@ def predict_pseudo_gt(
     clip: Clip,
     batch_frames: int | None = None,
     long_side: int | None = None,
+    amp_dtype: torch.dtype | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``model`` (a `VGGT` with camera/depth/point heads) on ``clip``; see the module docstring.
 
@@ -143,6 +152,8 @@ def predict_pseudo_gt(
         batch_frames: frames per forward including the anchor frame 0 (``None`` = all at once);
             at least 2 when smaller than ``T``.
         long_side: model input size of the longer image side (default ``model.config.img_size``).
+        amp_dtype: run the aggregator under autocast in this dtype (e.g. ``torch.bfloat16`` on a
+            GPU, as VidFM3D does); the heads always run in the parameters' precision.
 
     Returns ``depth``, ``depth_conf``, ``points``, ``points_conf``, ``cam_to_world``,
     ``intrinsics`` as numpy arrays at the clip resolution.
@@ -162,13 +173,15 @@ def predict_pseudo_gt(
     )
     images = torch.from_numpy(np.ascontiguousarray(resized)).permute(0, 3, 1, 2).float() / 255.0
     if batch_frames is None or batch_frames >= t:
-        return _to_clip_resolution(_run_chunk(model, images), in_hw, (height, width))
+        return _to_clip_resolution(_run_chunk(model, images, amp_dtype), in_hw, (height, width))
     step = batch_frames - 1  # new frames per chunk; frame 0 rides along as the anchor
-    first = _run_chunk(model, images[:batch_frames])
+    first = _run_chunk(model, images[:batch_frames], amp_dtype)
     parts = [first]
     for start in range(batch_frames, t, step):
         index = torch.tensor([0, *range(start, min(start + step, t))])
-        chunk = align_chunk(_run_chunk(model, images[index]), first.depth[0], first.cam_to_world[0])
+        chunk = align_chunk(
+            _run_chunk(model, images[index], amp_dtype), first.depth[0], first.cam_to_world[0]
+        )
         parts.append(_Chunk(*(getattr(chunk, f.name)[1:] for f in fields(_Chunk))))
     merged = _Chunk(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(_Chunk)))
     return _to_clip_resolution(merged, in_hw, (height, width))
@@ -244,6 +257,7 @@ def write_pseudo_gt(
     model_id: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    amp_dtype: torch.dtype | None = None,
 ) -> dict[str, list[Path]]:
     """Write ``<id>.pseudo_gt.safetensors`` beside every clip of the clip folder ``folder``.
 
@@ -265,7 +279,7 @@ def write_pseudo_gt(
         if not overwrite and _is_done(target, clip, model_id):
             done["skipped"].append(target)
             continue
-        arrays = predict_pseudo_gt(model, clip, batch_frames=batch_frames, long_side=long_side)
+        arrays = predict_pseudo_gt(model, clip, batch_frames, long_side, amp_dtype=amp_dtype)
         long = long_side or model.config.img_size
         info = {
             "version": FORMAT_VERSION,

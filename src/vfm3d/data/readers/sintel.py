@@ -8,7 +8,8 @@ Layout::
 
 (``ROOT`` may also be the ``training`` folder itself.) Both binaries are little-endian and start
 with the float32 tag 202021.25. ``.dpt``: int32 width, int32 height, then width*height float32
-z-depth, row-major. ``.cam``: 9 float64 (K, row-major) then 12 float64 (3x4 world_to_cam, so a
+z-depth, row-major. Optional ``training/dynamic_label_perfect/<seq>/frame_0001.png`` (the
+moving-object masks MonST3R derives) fill ``clip.dynamic`` (pixel > 0). ``.cam``: 9 float64 (K, row-major) then 12 float64 (3x4 world_to_cam, so a
 pixel is ``K @ [R|t] @ X``; OpenCV axes). Reference: the Sintel SDK ``sintel_io.py``.
 """
 
@@ -108,6 +109,7 @@ class SintelReader(DatasetReader):
     def _sequence(self, clip_id: str) -> SequenceRecord:
         images = sorted((self.training / self.pass_name / clip_id).glob("frame_*.png"))
         has_depth = (self.training / "depth" / clip_id).is_dir()
+        dynamic_dir = self.training / "dynamic_label_perfect" / clip_id
         frames = []
         for position, image in enumerate(images):
             cam_path = self.training / "camdata_left" / clip_id / f"{image.stem}.cam"
@@ -120,6 +122,7 @@ class SintelReader(DatasetReader):
                     cam_to_world=rigid_inverse(world_to_cam),
                     depth=depth if has_depth else None,
                     index=position,
+                    extra={"dynamic": dynamic_dir / image.name} if dynamic_dir.is_dir() else {},
                 )
             )
         return SequenceRecord(
