@@ -32,37 +32,42 @@ def fov_from_intrinsics(intrinsics: np.ndarray, height: int, width: int) -> tupl
     return float(fov_x), float(fov_y)
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, roll_rad: float = 0.0) -> np.ndarray:
-    """``[4, 4]`` float64 ``cam_to_world`` of an OpenCV camera at ``eye`` looking at ``target``.
+def look_at(eye: np.ndarray, target: np.ndarray, roll_rad: float | np.ndarray = 0.0) -> np.ndarray:
+    """``[..., 4, 4]`` float64 ``cam_to_world`` of OpenCV cameras at ``eye`` ``[..., 3]``
+    looking at ``target`` ``[..., 3]`` (batched over leading axes).
 
     The camera's x axis is horizontal (before ``roll_rad``, a rotation about the optical axis)
     and its y axis points down; the rotation is orthonormal with determinant +1.
     """
-    forward = np.asarray(target, dtype=np.float64) - np.asarray(eye, dtype=np.float64)
-    norm = np.linalg.norm(forward)
-    if norm < 1e-9:
+    eye = np.asarray(eye, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - eye
+    norm = np.linalg.norm(forward, axis=-1, keepdims=True)
+    if np.any(norm < 1e-9):
         raise ValueError("look_at: eye and target coincide")
-    forward /= norm
+    forward = forward / norm
     right = np.cross(forward, WORLD_UP)
-    if np.linalg.norm(right) < 1e-6:
+    right_norm = np.linalg.norm(right, axis=-1, keepdims=True)
+    if np.any(right_norm < 1e-6):
         raise ValueError("look_at: viewing direction is parallel to the world up axis")
-    right /= np.linalg.norm(right)
+    right = right / right_norm
     down = np.cross(forward, right)
-    if roll_rad:
-        c, s = np.cos(roll_rad), np.sin(roll_rad)
-        right, down = c * right + s * down, -s * right + c * down
-    cam_to_world = np.eye(4)
-    cam_to_world[:3, 0] = right
-    cam_to_world[:3, 1] = down
-    cam_to_world[:3, 2] = forward
-    cam_to_world[:3, 3] = eye
+    roll = np.asarray(roll_rad, dtype=np.float64)[..., None]
+    c, s = np.cos(roll), np.sin(roll)
+    right, down = c * right + s * down, -s * right + c * down
+    cam_to_world = np.zeros((*eye.shape[:-1], 4, 4))
+    cam_to_world[..., :3, 0] = right
+    cam_to_world[..., :3, 1] = down
+    cam_to_world[..., :3, 2] = forward
+    cam_to_world[..., :3, 3] = eye
+    cam_to_world[..., 3, 3] = 1.0
     return cam_to_world
 
 
-def direction_from_angles(yaw_rad: float, pitch_rad: float) -> np.ndarray:
-    """Unit viewing direction for a heading ``yaw`` (about +z, from +x) and ``pitch`` (up > 0)."""
+def direction_from_angles(yaw_rad: np.ndarray, pitch_rad: np.ndarray) -> np.ndarray:
+    """Unit viewing directions ``[..., 3]`` for headings ``yaw`` (about +z, from +x) and
+    ``pitch`` (up > 0), both ``[...]`` radians."""
     cp = np.cos(pitch_rad)
-    return np.array([cp * np.cos(yaw_rad), cp * np.sin(yaw_rad), np.sin(pitch_rad)])
+    return np.stack([cp * np.cos(yaw_rad), cp * np.sin(yaw_rad), np.sin(pitch_rad)], axis=-1)
 
 
 class SmoothSignal:

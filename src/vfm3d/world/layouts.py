@@ -176,9 +176,7 @@ def _object_world(rng: np.random.Generator, frames: int) -> World:
         tgt = target[None, :] + 0.08 * radius * np.stack([g(s) for g in sig_t], axis=1)
         offset = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=1)
         eye = tgt + rad[:, None] * offset
-        c2w = np.stack(
-            [look_at(e, t, np.radians(3.0) * float(sig_roll(si))) for e, t, si in zip(eye, tgt, s)]
-        )
+        c2w = look_at(eye, tgt, np.radians(3.0) * sig_roll(s))
         return _Path(eye, c2w, fov)
 
     dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
@@ -266,12 +264,7 @@ def _walker(
         yaw = heading + yaw_offset + np.radians(yaw_amp_deg) * sig_yaw(s)
         pitch = pitch0 + np.radians(5.0) * sig_pitch(s)
         eye = np.concatenate([xy, (height + 0.05 * sig_h(s))[:, None]], axis=1)
-        c2w = np.stack(
-            [
-                look_at(e, e + direction_from_angles(y, p), np.radians(2.0) * float(sig_roll(si)))
-                for e, y, p, si in zip(eye, yaw, pitch, s)
-            ]
-        )
+        c2w = look_at(eye, eye + direction_from_angles(yaw, pitch), np.radians(2.0) * sig_roll(s))
         return _Path(eye, c2w, np.full(len(s), fov0))
 
     return path

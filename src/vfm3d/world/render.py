@@ -43,48 +43,57 @@ class FrameBuffers:
 
 
 @dataclass
-class _Prims:
-    """The world's primitives at one frame, as parallel arrays ``[N, ...]`` (world frame)."""
+class _PartTable:
+    """The world's parts as arrays ``[P, ...]`` (fixed order), built once per world."""
 
-    shape: np.ndarray  # [N] int
-    center: np.ndarray  # [N, 3] part centre
-    cos_yaw: np.ndarray  # [N]
-    sin_yaw: np.ndarray  # [N]
-    half: np.ndarray  # [N, 3] half extents in the part's (yawed) frame
-    radius: np.ndarray  # [N] bounding-sphere radius
-    local_offset: np.ndarray  # [N, 3] part centre in object coordinates (texture frame)
-    dynamic: np.ndarray  # [N] bool
-    texture: list[textures.Texture]
+    obj: np.ndarray  # [P] index of the owning object
+    local_center: np.ndarray  # [P, 3] part centre in object coordinates
+    half: np.ndarray  # [P, 3] half extents
+    shape: np.ndarray  # [P] int
+    dynamic: np.ndarray  # [P] bool
+    textures: textures.TextureTable  # rows: 0 = ground, 1 + p = part p
+
+
+@dataclass
+class _Prims:
+    """The world's primitives at one frame (world frame), arrays ``[P, ...]``."""
+
+    shape: np.ndarray
+    center: np.ndarray  # [P, 3]
+    cos_yaw: np.ndarray  # [P]
+    sin_yaw: np.ndarray  # [P]
+    half: np.ndarray  # [P, 3]
+    local_offset: np.ndarray  # [P, 3] part centre in object coordinates (texture frame)
+    dynamic: np.ndarray  # [P] bool
+
+
+def _part_table(world: World) -> _PartTable:
+    cache = world.__dict__.setdefault("_render_cache", {})
+    if "parts" not in cache:
+        parts = [(i, part) for i, obj in enumerate(world.objects) for part in obj.parts]
+        cache["parts"] = _PartTable(
+            obj=np.array([i for i, _ in parts], dtype=np.int64),
+            local_center=np.array([p.center for _, p in parts], dtype=np.float64).reshape(-1, 3),
+            half=np.array([p.size for _, p in parts], dtype=np.float64).reshape(-1, 3) / 2,
+            shape=np.array([_SHAPE_CODE[p.shape] for _, p in parts], dtype=np.int64),
+            dynamic=np.array([world.objects[i].dynamic for i, _ in parts], dtype=bool),
+            textures=textures.TextureTable.build(
+                [world.ground.texture] + [p.texture for _, p in parts]
+            ),
+        )
+    return cache["parts"]
 
 
 def _prims_at(world: World, frame: int) -> _Prims:
-    shape, center, cos_yaw, sin_yaw, half, offset, dynamic, texs = [], [], [], [], [], [], [], []
-    for obj in world.objects:
-        yaw = float(obj.yaws[frame])
-        c, s = np.cos(yaw), np.sin(yaw)
-        origin = obj.origins[frame]
-        for part in obj.parts:
-            pc = np.asarray(part.center, dtype=np.float64)
-            shape.append(_SHAPE_CODE[part.shape])
-            center.append(origin + np.array([c * pc[0] - s * pc[1], s * pc[0] + c * pc[1], pc[2]]))
-            cos_yaw.append(c)
-            sin_yaw.append(s)
-            half.append(np.asarray(part.size, dtype=np.float64) / 2)
-            offset.append(pc)
-            dynamic.append(obj.dynamic)
-            texs.append(part.texture)
-    half_arr = np.array(half).reshape(-1, 3)
-    return _Prims(
-        shape=np.array(shape, dtype=np.int64),
-        center=np.array(center).reshape(-1, 3),
-        cos_yaw=np.array(cos_yaw),
-        sin_yaw=np.array(sin_yaw),
-        half=half_arr,
-        radius=np.linalg.norm(half_arr, axis=1),
-        local_offset=np.array(offset).reshape(-1, 3),
-        dynamic=np.array(dynamic, dtype=bool),
-        texture=texs,
+    table = _part_table(world)
+    origins = np.array([obj.origins[frame] for obj in world.objects]).reshape(-1, 3)
+    yaws = np.array([obj.yaws[frame] for obj in world.objects], dtype=np.float64)
+    c, s = np.cos(yaws)[table.obj], np.sin(yaws)[table.obj]
+    lc = table.local_center
+    center = origins[table.obj] + np.stack(
+        [c * lc[:, 0] - s * lc[:, 1], s * lc[:, 0] + c * lc[:, 1], lc[:, 2]], axis=1
     )
+    return _Prims(table.shape, center, c, s, table.half, lc, table.dynamic)
 
 
 def _screen_rects(
@@ -201,29 +210,34 @@ def _hit_cylinder(
     return t
 
 
-def _normals_local(shape: int, qx: np.ndarray, qy: np.ndarray, qz: np.ndarray, half: np.ndarray):
-    """Outward unit normals (three ``[N]`` arrays) at points ``q`` on a part (part coordinates)."""
-    if shape == _SPHERE:
-        inv = 1.0 / float(half[0])
-        return qx * inv, qy * inv, qz * inv
-    if shape == _BOX:
-        rx, ry, rz = (
-            np.abs(qx) / float(half[0]),
-            np.abs(qy) / float(half[1]),
-            np.abs(qz) / float(half[2]),
-        )
+def _normals(
+    shape: np.ndarray, qx: np.ndarray, qy: np.ndarray, qz: np.ndarray, half: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Outward unit normals in part coordinates at points ``q`` (``[N]`` each) on parts of
+    ``shape`` ``[N]`` (codes; -1 = the ground plane) with half extents ``half`` ``[3, N]``."""
+    nx, ny, nz = np.zeros_like(qx), np.zeros_like(qx), np.ones_like(qx)  # ground: +z
+    sel = np.flatnonzero(shape == _SPHERE)
+    if len(sel):
+        inv = 1.0 / half[0, sel]
+        nx[sel], ny[sel], nz[sel] = qx[sel] * inv, qy[sel] * inv, qz[sel] * inv
+    sel = np.flatnonzero(shape == _BOX)
+    if len(sel):
+        bx, by, bz = qx[sel], qy[sel], qz[sel]
+        rx, ry, rz = np.abs(bx) / half[0, sel], np.abs(by) / half[1, sel], np.abs(bz) / half[2, sel]
         on_x = (rx >= ry) & (rx >= rz)
         on_y = ~on_x & (ry >= rz)
-        on_z = ~on_x & ~on_y
-        return (
-            np.where(on_x, np.sign(qx), 0.0).astype(np.float32),
-            np.where(on_y, np.sign(qy), 0.0).astype(np.float32),
-            np.where(on_z, np.sign(qz), 0.0).astype(np.float32),
-        )
-    rho = np.hypot(qx, qy)
-    cap = np.abs(np.abs(qz) / float(half[2]) - 1.0) < np.abs(rho / float(half[0]) - 1.0)
-    inv_rho = np.where(cap, 0.0, 1.0 / np.maximum(rho, 1e-12)).astype(np.float32)
-    return qx * inv_rho, qy * inv_rho, np.where(cap, np.sign(qz), 0.0).astype(np.float32)
+        nx[sel] = np.where(on_x, np.sign(bx), 0.0)
+        ny[sel] = np.where(on_y, np.sign(by), 0.0)
+        nz[sel] = np.where(on_x | on_y, 0.0, np.sign(bz))
+    sel = np.flatnonzero(shape == _CYLINDER)
+    if len(sel):
+        cx, cy, cz = qx[sel], qy[sel], qz[sel]
+        rho = np.hypot(cx, cy)
+        cap = np.abs(np.abs(cz) / half[2, sel] - 1.0) < np.abs(rho / half[0, sel] - 1.0)
+        inv_rho = np.where(cap, 0.0, 1.0 / np.maximum(rho, 1e-12))
+        nx[sel], ny[sel] = cx * inv_rho, cy * inv_rho
+        nz[sel] = np.where(cap, np.sign(cz), 0.0)
+    return nx, ny, nz
 
 
 def _light(nx: np.ndarray, ny: np.ndarray, nz: np.ndarray) -> np.ndarray:
@@ -312,43 +326,57 @@ def _shade_frame(
     tbuf: np.ndarray,
     ids: np.ndarray,
 ) -> FrameBuffers:
+    """Colour every pixel: sky gradient where ``ids < 0``, else Lambertian textured surface.
+
+    All hit pixels are shaded in one vectorised pass: per-pixel primitive parameters come from
+    lookup tables indexed by ``ids`` (0 = ground, k = primitive k - 1).
+    """
     height, width = ids.shape
-    flat_ids = ids.ravel()
+    flat_ids = ids.ravel().astype(np.int64)
     rgb = np.empty((height * width, 3), dtype=np.float32)
-    order = np.argsort(flat_ids, kind="stable")
-    counts = np.bincount(flat_ids.astype(np.int64) + 1, minlength=len(prims.shape) + 2)
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    flat_t = tbuf.ravel()
-    fdx, fdy, fdz = dx.ravel(), dy.ravel(), dz.ravel()
-    for label in np.flatnonzero(counts):
-        idx = order[starts[label] : starts[label + 1]]
-        k = int(label) - 1  # -1 sky, 0 ground, >= 1 primitive k - 1
-        if k < 0:
-            horizon = np.asarray(world.sky_horizon, dtype=np.float32)
-            zenith = np.asarray(world.sky_zenith, dtype=np.float32)
-            up = fdz[idx] / np.sqrt(dd.ravel()[idx])
-            sky = horizon + (zenith - horizon) * np.clip(up, 0.0, 1.0)[:, None]
-            sky[up < 0] *= 0.8
-            rgb[idx] = sky
-            continue
-        t = flat_t[idx]
-        px = eye[0] + t * fdx[idx]
-        py = eye[1] + t * fdy[idx]
-        if k == 0:
-            albedo = textures.evaluate(world.ground.texture, px, py, np.zeros_like(px))
-            light = _light(np.float32(0.0), np.float32(0.0), np.float32(1.0))
-        else:
-            j = k - 1
-            pz = eye[2] + t * fdz[idx]
-            cx, cy, cz = (float(v) for v in prims.center[j])
-            qx_w, qy_w, qz = px - cx, py - cy, pz - cz
-            c, s = float(prims.cos_yaw[j]), float(prims.sin_yaw[j])
-            qx, qy = c * qx_w + s * qy_w, c * qy_w - s * qx_w
-            nx, ny, nz = _normals_local(int(prims.shape[j]), qx, qy, qz, prims.half[j])
-            light = _light(c * nx - s * ny, s * nx + c * ny, nz)
-            ox, oy, oz = (float(v) for v in prims.local_offset[j])
-            albedo = textures.evaluate(prims.texture[j], qx + ox, qy + oy, qz + oz)
-        rgb[idx] = albedo * light[..., None] if np.ndim(light) else albedo * light
+    sky = np.flatnonzero(flat_ids < 0)
+    if len(sky):
+        horizon = np.asarray(world.sky_horizon, dtype=np.float32)
+        zenith = np.asarray(world.sky_zenith, dtype=np.float32)
+        up = dz.ravel()[sky] / np.sqrt(dd.ravel()[sky])
+        color = horizon + (zenith - horizon) * np.clip(up, 0.0, 1.0)[:, None]
+        color[up < 0] *= 0.8
+        rgb[sky] = color
+    hit = np.flatnonzero(flat_ids >= 0)
+    if len(hit):
+        lid = flat_ids[hit]  # 0 ground, k >= 1 primitive k - 1
+        t = tbuf.ravel()[hit]
+        px = eye[0] + t * dx.ravel()[hit]
+        py = eye[1] + t * dy.ravel()[hit]
+        pz = np.where(lid == 0, np.float32(0.0), eye[2] + t * dz.ravel()[hit])
+        # lookup tables [rows, 1 + P]: column 0 the ground (no yaw, world texture coordinates)
+        f32 = np.float32
+        ground = np.array([[0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).T
+        prim_cols = np.concatenate(
+            [
+                prims.center.T,
+                prims.cos_yaw[None],
+                prims.sin_yaw[None],
+                prims.half.T,
+                prims.local_offset.T,
+            ]
+        )
+        tab = np.concatenate([ground, prim_cols], axis=1).astype(f32)[:, lid]
+        cos_yaw, sin_yaw, half, offset = tab[3], tab[4], tab[5:8], tab[8:11]
+        shape = np.concatenate([[-1], prims.shape])[lid]
+        qx_w, qy_w, qz = px - tab[0], py - tab[1], pz - tab[2]
+        qx = cos_yaw * qx_w + sin_yaw * qy_w
+        qy = cos_yaw * qy_w - sin_yaw * qx_w
+        nx, ny, nz = _normals(shape, qx, qy, qz, half)
+        light = _light(cos_yaw * nx - sin_yaw * ny, sin_yaw * nx + cos_yaw * ny, nz)
+        albedo = textures.evaluate_table(
+            _part_table(world).textures,
+            lid,
+            qx + offset[0],
+            qy + offset[1],
+            qz + offset[2],
+        )
+        rgb[hit] = albedo * light[:, None]
 
     valid = ids >= 0
     dyn_table = np.concatenate([[False, False], prims.dynamic])
@@ -356,6 +384,6 @@ def _shade_frame(
         rgb=(np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(height, width, 3),
         depth=np.where(valid, tbuf, np.float32(0.0)),
         valid=valid,
-        dynamic=dyn_table[ids.astype(np.int64) + 1],
+        dynamic=dyn_table[flat_ids + 1].reshape(height, width),
         ids=ids.astype(np.int32),
     )

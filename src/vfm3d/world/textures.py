@@ -103,13 +103,14 @@ def _rgb_to_hue(rgb: np.ndarray) -> float:
     return h / 6.0
 
 
-def hash3(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: int) -> np.ndarray:
-    """Deterministic 32-bit hash ``uint32`` of integer lattice coordinates (int32 arrays)."""
+def hash3(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: int | np.ndarray) -> np.ndarray:
+    """Deterministic 32-bit hash ``uint32`` of integer lattice coordinates (int32 arrays);
+    ``seed`` an int or a uint32 array of the same shape."""
     h = (
         ix.view(np.uint32) * np.uint32(0x8DA6B343)
         ^ iy.view(np.uint32) * np.uint32(0xD8163841)
         ^ iz.view(np.uint32) * np.uint32(0xCB1AB31F)
-        ^ np.uint32(seed & 0xFFFFFFFF)
+        ^ (np.uint32(seed & 0xFFFFFFFF) if isinstance(seed, int) else seed)
     )
     h ^= h >> np.uint32(15)
     h *= np.uint32(0x2C1B3C6D)
@@ -128,7 +129,7 @@ def _lattice(v: np.ndarray) -> np.ndarray:
     return np.floor(v).astype(np.int32)
 
 
-def value_noise(x: np.ndarray, y: np.ndarray, z: np.ndarray, seed: int) -> np.ndarray:
+def value_noise(x: np.ndarray, y: np.ndarray, z: np.ndarray, seed: int | np.ndarray) -> np.ndarray:
     """Trilinear value noise with smoothstep fade; lattice spacing 1; values in [0, 1)."""
     fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
     tx, ty, tz = x - fx, y - fy, z - fz
@@ -146,31 +147,89 @@ def value_noise(x: np.ndarray, y: np.ndarray, z: np.ndarray, seed: int) -> np.nd
     return out
 
 
+_N_WAVES = 3
+_COLUMNS = 14 + 4 * _N_WAVES  # see `TextureTable`
+
+
+@dataclass(frozen=True)
+class TextureTable:
+    """Many textures as arrays, for evaluating surfaces of different textures in one pass.
+
+    ``params`` float32 ``[N, 26]``: inverse scale, phase (3), colour a (3), colour b (3),
+    stripe direction (3), detail amplitude per wave, then (kx, ky, kz, phase) of 3 detail waves.
+    ``kinds`` int ``[N]`` index into `TEXTURE_KINDS`; ``seeds`` uint32 ``[N]`` hash seeds.
+    """
+
+    params: np.ndarray
+    kinds: np.ndarray
+    seeds: np.ndarray
+
+    @property
+    def params_t(self) -> np.ndarray:
+        """``params`` transposed ``[26, N]`` and contiguous (cached)."""
+        cached = self.__dict__.get("_params_t")
+        if cached is None:
+            cached = np.ascontiguousarray(self.params.T)
+            object.__setattr__(self, "_params_t", cached)
+        return cached
+
+    @classmethod
+    def build(cls, textures: list[Texture]) -> TextureTable:
+        rows = []
+        for tex in textures:
+            if len(tex.detail_waves) != _N_WAVES:
+                raise ValueError(
+                    f"textures need {_N_WAVES} detail waves, got {len(tex.detail_waves)}"
+                )
+            waves = [v for wave in tex.detail_waves for v in wave]
+            head = [1.0 / tex.scale, *tex.phase, *tex.color_a, *tex.color_b, *tex.direction]
+            rows.append([*head, tex.detail_amp / _N_WAVES, *waves])
+        return cls(
+            params=np.asarray(rows, dtype=np.float32).reshape(-1, _COLUMNS),
+            kinds=np.asarray([TEXTURE_KINDS.index(t.kind) for t in textures], dtype=np.int64),
+            seeds=np.asarray([t.hash_seed & 0xFFFFFFFF for t in textures], dtype=np.uint32),
+        )
+
+
+def evaluate_table(
+    table: TextureTable, index: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> np.ndarray:
+    """Albedo ``[N, 3]`` float32 in [0, 1] at points ``x, y, z`` (``[N]``, metres, each in its
+    surface's texture frame) with texture ``index`` ``[N]`` (rows of ``table``)."""
+    p = table.params_t[:, index]  # [26, N], rows contiguous
+    px = (x + p[1]) * p[0]
+    py = (y + p[2]) * p[0]
+    pz = (z + p[3]) * p[0]
+    a, b = p[4:7].T, p[7:10].T
+    m = np.zeros((len(index), 3), dtype=np.float32)  # blend weight of colour b per channel
+    kinds = table.kinds[index]
+    for code, name in enumerate(TEXTURE_KINDS):
+        sel = np.flatnonzero(kinds == code)
+        if len(sel) == 0:
+            continue
+        sx, sy, sz = px[sel], py[sel], pz[sel]
+        if name == "checker":
+            m[sel] = ((_lattice(sx) + _lattice(sy) + _lattice(sz)) & 1).astype(np.float32)[:, None]
+        elif name == "stripes":
+            phase = sx * p[10, sel] + sy * p[11, sel] + sz * p[12, sel]
+            m[sel] = np.clip(np.sin(phase * np.float32(np.pi)) * 2.5 + 0.5, 0.0, 1.0)[:, None]
+        elif name == "noise":
+            noise = value_noise(sx, sy, sz, table.seeds[index[sel]])
+            m[sel] = np.clip((noise - 0.5) * 2.2 + 0.5, 0.0, 1.0)[:, None]
+        else:  # cells: a random colour between a and b per lattice cell and channel
+            h = hash3(_lattice(sx), _lattice(sy), _lattice(sz), table.seeds[index[sel]])
+            bits = np.stack([(h >> np.uint32(k)) & np.uint32(1023) for k in (0, 10, 20)], axis=1)
+            m[sel] = bits.astype(np.float32) * np.float32(1.0 / 1023.0)
+    detail = np.ones_like(x)
+    for w in range(_N_WAVES):
+        k = 14 + 4 * w
+        detail += p[13] * np.sin(x * p[k] + y * p[k + 1] + z * p[k + 2] + p[k + 3])
+    return np.clip((a + (b - a) * m) * detail[:, None], 0.0, 1.0)
+
+
 def evaluate(texture: Texture, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Albedo ``[N, 3]`` float32 in [0, 1] at surface points ``x, y, z`` (each ``[N]``, metres)."""
-    inv = 1.0 / texture.scale
-    px = (x + texture.phase[0]) * inv
-    py = (y + texture.phase[1]) * inv
-    pz = (z + texture.phase[2]) * inv
-    a = np.asarray(texture.color_a, dtype=np.float32)
-    b = np.asarray(texture.color_b, dtype=np.float32)
-    if texture.kind == "checker":
-        parity = (_lattice(px) + _lattice(py) + _lattice(pz)) & 1
-        color = np.where(parity[:, None] == 1, b, a)
-    elif texture.kind == "stripes":
-        d = texture.direction
-        m = np.clip(np.sin((px * d[0] + py * d[1] + pz * d[2]) * np.pi) * 2.5 + 0.5, 0.0, 1.0)
-        color = a + (b - a) * m[:, None]
-    elif texture.kind == "noise":
-        m = np.clip((value_noise(px, py, pz, texture.hash_seed) - 0.5) * 2.2 + 0.5, 0.0, 1.0)
-        color = a + (b - a) * m[:, None]
-    else:  # cells: a random colour between a and b per lattice cell and channel
-        h = hash3(_lattice(px), _lattice(py), _lattice(pz), texture.hash_seed)
-        m = np.stack([(h >> np.uint32(s)) & np.uint32(1023) for s in (0, 10, 20)], axis=1)
-        color = a + (b - a) * (m.astype(np.float32) * np.float32(1.0 / 1023.0))
-    detail = np.zeros_like(x)
-    for kx, ky, kz, ph in texture.detail_waves:
-        detail += np.sin(x * kx + y * ky + z * kz + ph)
-    detail *= texture.detail_amp / len(texture.detail_waves)
-    detail += 1.0
-    return np.clip(color * detail[:, None], 0.0, 1.0)
+    """Albedo ``[N, 3]`` float32 in [0, 1] of one texture at points ``x, y, z`` (``[N]``)."""
+    table = TextureTable.build([texture])
+    index = np.zeros(len(x), dtype=np.int64)
+    f32 = np.float32
+    return evaluate_table(table, index, x.astype(f32), y.astype(f32), z.astype(f32))
