@@ -61,3 +61,13 @@ def test_bad_input() -> None:
         quaternion_xyzw_to_rotation(torch.zeros(4))
     with pytest.raises(ValueError, match=r"rotation must have shape \[\.\.\., 3, 3\]"):
         rotation_to_quaternion_xyzw(torch.zeros(4, 4))
+
+
+def test_quaternion_gradient_is_finite_at_identity() -> None:
+    rotation = torch.eye(3, dtype=torch.float64).requires_grad_(True)
+    rotation_to_quaternion_xyzw(rotation).sum().backward()
+    assert rotation.grad is not None and bool(torch.isfinite(rotation.grad).all())
+    angles = torch.tensor([0.2, -0.1, 0.3], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a: rotation_to_quaternion_xyzw(axis_angle_to_rotation(a)), (angles,)
+    )

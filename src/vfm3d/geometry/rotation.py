@@ -16,6 +16,12 @@ import torch
 from vfm3d.geometry._checks import check_tail
 
 
+def _sqrt_positive(x: torch.Tensor) -> torch.Tensor:
+    """`sqrt(max(x, 0))` with a zero (not NaN) gradient where `x <= 0`."""
+    positive = x > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), 0.0)
+
+
 def rotation_to_quaternion_xyzw(rotation: torch.Tensor) -> torch.Tensor:
     """Rotation matrices `[..., 3, 3]` -> unit quaternions `[..., 4]` in XYZW order, `w >= 0`.
 
@@ -28,18 +34,15 @@ def rotation_to_quaternion_xyzw(rotation: torch.Tensor) -> torch.Tensor:
     m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
     # q_abs = 2 * (|w|, |x|, |y|, |z|)
-    q_abs = torch.sqrt(
-        torch.clamp(
-            torch.stack(
-                [
-                    1.0 + m00 + m11 + m22,
-                    1.0 + m00 - m11 - m22,
-                    1.0 - m00 + m11 - m22,
-                    1.0 - m00 - m11 + m22,
-                ],
-                dim=-1,
-            ),
-            min=0.0,
+    q_abs = _sqrt_positive(
+        torch.stack(
+            [
+                1.0 + m00 + m11 + m22,
+                1.0 + m00 - m11 - m22,
+                1.0 - m00 + m11 - m22,
+                1.0 - m00 - m11 + m22,
+            ],
+            dim=-1,
         )
     )
     # Each row: (w, x, y, z) * 2 * q_abs[i] in WXYZ order.
