@@ -1,10 +1,12 @@
 """Metrics: pure functions, tensors in, numbers out. Each docstring names its reference.
 
 Camera (RRA/RTA/AUC: VGGT / VidFM3D), trajectories (ATE/RPE: evo, MonST3R protocol), video depth
-(MonST3R), point maps and depth (VidFM3D Point Err / Depth Err), VSI-Bench (MRA, accuracy).
+(MonST3R), point maps and depth (VidFM3D Point Err / Depth Err), VSI-Bench (MRA, accuracy),
+3D consistency of a frame pair (MEt3R idea).
 """
 
 from vfm3d.metrics.camera import auc_from_errors, camera_auc, relative_pose_errors, rra_rta
+from vfm3d.metrics.consistency import consistency_3d, splat_features
 from vfm3d.metrics.depth import DepthMetrics, depth_metrics
 from vfm3d.metrics.points import depth_error, point_error
 from vfm3d.metrics.trajectory import (
@@ -23,6 +25,7 @@ __all__ = [
     "ate",
     "auc_from_errors",
     "camera_auc",
+    "consistency_3d",
     "depth_error",
     "depth_metrics",
     "exact_match",
@@ -32,6 +35,7 @@ __all__ = [
     "relative_pose_errors",
     "rpe",
     "rra_rta",
+    "splat_features",
     "trajectory_metrics",
     "vsi_accuracy",
 ]
