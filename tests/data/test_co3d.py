@@ -168,6 +168,8 @@ def test_co3d_vidfm3d_protocol_crops_and_keeps_cameras(tmp_path: Path, capsys) -
     write_annotations(tmp_path, "car", entries, ["1_2_3"])
     with pytest.raises(SequenceRejected, match="upsampling"):
         read("co3d", tmp_path, protocol="vidfm3d").load("car_1_2_3")  # 16x24 -> 540x960
+    rejecting = read("co3d", tmp_path, protocol="vidfm3d")
+    assert list(rejecting) == [] and "car_1_2_3" in rejecting.rejected[0]
     assert vfm3d_main(["data", "info", "co3d", str(tmp_path), "--protocol", "vidfm3d"]) == 0
     assert "rejected by the vidfm3d rule" in capsys.readouterr().out
     reader = read("co3d", tmp_path, protocol="vidfm3d")

@@ -24,7 +24,7 @@ import numpy as np
 from vfm3d.clip import Clip, ClipValidationError
 from vfm3d.data._parse import image_size, read_mask, read_rgb
 from vfm3d.data.cameras import check_intrinsics, scale_intrinsics
-from vfm3d.data.errors import DatasetFormatError
+from vfm3d.data.errors import DatasetFormatError, SequenceRejected
 from vfm3d.data.protocols import load_protocol, select_indices
 
 
@@ -92,6 +92,7 @@ class DatasetReader:
         self.stride = stride
         self.seed = seed
         self._cache: dict[str, SequenceRecord] = {}
+        self.rejected: list[str] = []
         found = self._discover()
         self.missing_sequences: list[str] = []
         if sequences:
@@ -169,8 +170,16 @@ class DatasetReader:
         return len(self._ids)
 
     def __iter__(self) -> Iterator[Clip]:
+        """Yield the clips in ``ids`` order; sequences a protocol rejects (`SequenceRejected`)
+        are skipped and their messages collected in ``self.rejected``."""
+        self.rejected = []
         for clip_id in self._ids:
-            yield self.load(clip_id)
+            try:
+                clip = self.load(clip_id)
+            except SequenceRejected as error:
+                self.rejected.append(str(error))
+                continue
+            yield clip
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, sequences={len(self)})"
