@@ -132,6 +132,13 @@ def test_dl3dv_reads_back_with_scaled_intrinsics(dl3dv) -> None:
     assert clip.depth is None
     assert_reads_back(clip, truth)
     assert clip.meta["distortion"] == {"k1": 0.01} and clip.meta["camera_model"] == "OPENCV"
+    auto = read("dl3dv", root).load("1K_0123abcd")  # falls back to images_4
+    assert auto.meta["image_folder"] == "images_4"
+    np.testing.assert_allclose(auto.intrinsics, clip.intrinsics)
+    with pytest.raises(DatasetFormatError, match=r"images_8/frame_00001\.png: missing"):
+        read("dl3dv", root, image_folder="images_8").load("1K_0123abcd")
+    for image in (root / "1K" / "0123abcd" / "images_4").iterdir():
+        image.unlink()
     with pytest.raises(DatasetFormatError, match=r"images/frame_00001\.png: missing"):
         read("dl3dv", root).load("1K_0123abcd")
 

@@ -9,7 +9,9 @@ Layout (scenes found up to three folders deep; the folder path joined by ``_`` i
 level or per frame, and ``frames[{file_path, transform_matrix}]`` with ``transform_matrix`` the
 4x4 cam_to_world in OpenGL axes (x right, y up, z back). vfm3d negates the rotation's columns 1
 and 2 (OpenCV axes) and scales the intrinsics from ``w x h`` to the size of the image actually
-read (``image_folder="images_4"`` replaces the first component of every ``file_path``).
+read (``image_folder="images_4"`` replaces the first component of every ``file_path``; left
+unset, the published path is used when it exists, else the first of ``images_2``, ``images_4``,
+``images_8`` that holds the first frame; the choice is in ``meta["image_folder"]``).
 Distortion is not undone (recorded in ``meta["distortion"]``). Camera only: ``depth=None``.
 """
 
@@ -28,6 +30,7 @@ from vfm3d.data.errors import DatasetFormatError
 
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 _DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+_FALLBACK_FOLDERS = ("images_2", "images_4", "images_8")
 
 
 def _number(obj: dict[str, Any], key: str, where: str) -> float:
@@ -98,20 +101,30 @@ class Dl3dvReader(DatasetReader):
             )
         return sorted(self._scenes)
 
-    def _image_path(self, scene: Path, file_path: str) -> Path:
+    @staticmethod
+    def _image_path(scene: Path, file_path: str, folder: str | None) -> Path:
         parts = Path(file_path).parts
-        if self.image_folder and len(parts) > 1:
-            parts = (self.image_folder, *parts[1:])
+        if folder and len(parts) > 1:
+            parts = (folder, *parts[1:])
         return scene.joinpath(*parts)
+
+    def _choose_folder(self, scene: Path, first_file: str) -> str | None:
+        if self.image_folder or self._image_path(scene, first_file, None).is_file():
+            return self.image_folder
+        for folder in _FALLBACK_FOLDERS:
+            if self._image_path(scene, first_file, folder).is_file():
+                return folder
+        return None  # the missing published path is then reported by name
 
     def _sequence(self, clip_id: str) -> SequenceRecord:
         scene = self._scenes[clip_id]
         path = scene / "transforms.json"
         obj = read_json(path, "transforms.json")
         parsed = sorted(parse_transforms(obj, path), key=lambda row: row[0])
+        folder = self._choose_folder(scene, parsed[0][0])
         frames = [
             FrameRecord(
-                image=self._image_path(scene, file_path),
+                image=self._image_path(scene, file_path, folder),
                 intrinsics=k,
                 cam_to_world=cam_to_world,
                 index=position,
@@ -119,7 +132,7 @@ class Dl3dvReader(DatasetReader):
             )
             for position, (file_path, k, k_hw, cam_to_world) in enumerate(parsed)
         ]
-        meta: dict[str, Any] = {"sequence": clip_id}
+        meta: dict[str, Any] = {"sequence": clip_id, "image_folder": folder}
         if isinstance(obj, dict):
             distortion = {
                 k: obj[k] for k in _DISTORTION_KEYS if isinstance(obj.get(k), (int, float))
