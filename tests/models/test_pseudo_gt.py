@@ -92,6 +92,14 @@ def test_other_resolutions_are_mapped_back_to_the_clip(model: VGGT) -> None:
     np.testing.assert_allclose(gt["intrinsics"][:, :2, 2], [[14.5, 9.5]] * 2, atol=1e-5)
 
 
+def test_mixed_precision_gives_float32_close_results(model: VGGT) -> None:
+    clip = make_clip(2, 28, 28)
+    full = predict_pseudo_gt(model, clip)
+    mixed = predict_pseudo_gt(model, clip, amp_dtype=torch.bfloat16)
+    assert mixed["depth"].dtype == np.float32
+    np.testing.assert_allclose(mixed["depth"], full["depth"], rtol=0.05)
+
+
 def test_align_chunk_undoes_a_similarity() -> None:
     gen = torch.Generator().manual_seed(0)
     s = 2.5

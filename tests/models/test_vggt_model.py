@@ -182,6 +182,17 @@ def test_aggregator_keeps_requested_layers_only(tiny: VGGT) -> None:
     torch.testing.assert_close(some[1], every[1])
 
 
+def test_heads_run_in_full_precision_under_autocast(tiny: VGGT) -> None:
+    images = frames(1, 2)
+    with torch.no_grad():
+        full = tiny(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = tiny(images)
+    for key in ("pose_enc", "depth", "world_points_conf"):
+        assert mixed[key].dtype == torch.float32
+        torch.testing.assert_close(mixed[key], full[key], atol=0.1, rtol=0.05)
+
+
 def test_bad_images_are_refused(tiny: VGGT) -> None:
     with pytest.raises(ValueError, match="multiple of the patch size 14"):
         tiny(torch.rand(1, 2, 3, 28, 30))

@@ -135,20 +135,26 @@ class VGGT(nn.Module):
         with_track = self.track_head is not None and query_points is not None
         layers, start = self.aggregator(images, keep_layers=self.needed_layers(with_track))
         out: dict[str, Any] = {}
-        if self.camera_head is not None:
-            pose_list = self.camera_head(
-                layers[self.config.depth - 1], num_iterations=self.config.camera_iterations
-            )
-            out["pose_enc"] = pose_list[-1]
-            out["pose_enc_list"] = pose_list
-        if self.depth_head is not None:
-            out["depth"], out["depth_conf"] = self.depth_head(
-                layers, images, start, frames_chunk_size
-            )
-        if self.point_head is not None:
-            out["world_points"], out["world_points_conf"] = self.point_head(
-                layers, images, start, frames_chunk_size
-            )
+        # As in VGGT, the camera / depth / point heads run without autocast (full precision of
+        # the parameters) even when the aggregator ran under autocast.
+        param_dtype = self.aggregator.camera_token.dtype
+        head_layers = {i: t.to(param_dtype) for i, t in layers.items()}
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            if self.camera_head is not None:
+                pose_list = self.camera_head(
+                    head_layers[self.config.depth - 1],
+                    num_iterations=self.config.camera_iterations,
+                )
+                out["pose_enc"] = pose_list[-1]
+                out["pose_enc_list"] = pose_list
+            if self.depth_head is not None:
+                out["depth"], out["depth_conf"] = self.depth_head(
+                    head_layers, images, start, frames_chunk_size
+                )
+            if self.point_head is not None:
+                out["world_points"], out["world_points_conf"] = self.point_head(
+                    head_layers, images, start, frames_chunk_size
+                )
         if with_track:
             assert self.track_head is not None and query_points is not None
             tracks, vis, conf = self.track_head(layers, images, start, query_points)
