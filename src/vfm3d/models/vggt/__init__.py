@@ -22,7 +22,13 @@ from vfm3d.models.vggt.layers import (
     RotaryPositionEmbedding2D,
     grid_positions,
 )
-from vfm3d.models.vggt.model import VGGT, check_state_dict, find_weights, read_state_dict
+from vfm3d.models.vggt.model import (
+    VGGT,
+    check_state_dict,
+    find_weights,
+    read_shapes,
+    read_state_dict,
+)
 from vfm3d.models.vggt.track import TrackHead
 
 __all__ = [
@@ -44,5 +50,6 @@ __all__ = [
     "check_state_dict",
     "find_weights",
     "grid_positions",
+    "read_shapes",
     "read_state_dict",
 ]

@@ -13,7 +13,7 @@ A weights folder (the layout `save_pretrained` writes and `from_pretrained` read
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -195,15 +195,20 @@ class VGGT(nn.Module):
         if config is None:
             config_file = (source if source.is_dir() else source.parent) / CONFIG_NAME
             config = VGGTConfig.from_json(config_file) if config_file.is_file() else VGGTConfig()
-        state = read_state_dict(weights)
+        shapes = {k: torch.empty(s, device="meta") for k, s in read_shapes(weights).items()}
         with torch.device("meta"):
             reference = cls(config)
-        check_state_dict(reference.state_dict(), state, source=str(weights))
+        check_state_dict(reference.state_dict(), shapes, source=str(weights))
+        keep = None
         if aggregator_only:
             config = config.replace(**{flag: False for flag in _HEAD_FLAGS})
             with torch.device("meta"):
                 reference = cls(config)
-            state = {k: v for k, v in state.items() if k.startswith("aggregator.")}
+
+            def keep(name: str) -> bool:
+                return name.startswith("aggregator.")
+
+        state = read_state_dict(weights, keep=keep)
         reference.load_state_dict(state, strict=True, assign=True)
         leftover = [n for n, t in reference.state_dict().items() if t.is_meta]
         if leftover:  # pragma: no cover - guarded by check_state_dict
@@ -226,17 +231,13 @@ def find_weights(path: Path) -> Path:
     raise FileNotFoundError(f"{path}: no weight file (looked for {', '.join(WEIGHT_NAMES)})")
 
 
-def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, or a torch file with ``weights_only=True`` (never pickle code)."""
-    if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(file))
-        except Exception as error:  # safetensors raises its own error types
-            raise ValueError(f"{file}: not a readable safetensors file ({error})") from error
+def _torch_load(file: Path) -> dict[str, torch.Tensor]:
+    """``torch.load`` with ``weights_only=True`` (memory-mapped when the format allows)."""
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) format cannot be memory-mapped
+            obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"{file}: not a readable weights file ({error})") from error
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
@@ -244,6 +245,36 @@ def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{file}: expected a state dict of tensors")
     return dict(obj)
+
+
+def read_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a weights file (safetensors: without reading the data)."""
+    if file.suffix != ".safetensors":
+        return {k: tuple(v.shape) for k, v in _torch_load(file).items()}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"{file}: not a readable safetensors file ({error})") from error
+
+
+def read_state_dict(
+    file: Path, keep: Callable[[str], bool] | None = None
+) -> dict[str, torch.Tensor]:
+    """Read the tensors of a safetensors file, or of a torch file with ``weights_only=True``
+    (never pickled code); only the names for which ``keep`` is true (default: all)."""
+    if file.suffix != ".safetensors":
+        state = _torch_load(file)
+        return {k: v for k, v in state.items() if keep is None or keep(k)}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {k: handle.get_tensor(k) for k in handle.keys() if keep is None or keep(k)}
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"{file}: not a readable safetensors file ({error})") from error
 
 
 def check_state_dict(
