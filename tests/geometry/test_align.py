@@ -138,3 +138,27 @@ def test_umeyama_gradcheck() -> None:
         2.0 * src.detach() + 0.1 * torch.randn(8, 3, generator=generator, dtype=torch.float64)
     ).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda a, b: umeyama(a, b), (src, dst))
+
+
+def test_lad2_equals_the_torch_optim_loop_of_monst3r() -> None:
+    from vfm3d.geometry.align import _lad2
+
+    generator = torch.Generator().manual_seed(3)
+    gt = 1.0 + torch.rand(200, generator=generator, dtype=torch.float64)
+    pred = 0.6 * gt + 0.3 + 0.05 * torch.randn(200, generator=generator, dtype=torch.float64)
+    s_init = float(torch.median(gt) / torch.median(pred))
+    # the reference loop (MonST3R absolute_value_scaling2), written with torch.optim.Adam
+    s = torch.tensor([s_init], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0.0], dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.Adam([s, t], lr=1e-2)
+    prev = None
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = torch.sum(torch.abs(s * pred + t - gt))
+        loss.backward()
+        optimizer.step()
+        if prev is not None and abs(prev - loss.item()) < 1e-6:
+            break
+        prev = loss.item()
+    ours = _lad2(pred, gt, s_init, lr=1e-2, max_iters=40, tol=1e-6)
+    assert abs(ours[0] - s.item()) < 1e-12 and abs(ours[1] - t.item()) < 1e-12

@@ -106,22 +106,31 @@ def apply_similarity(
 def _lad2(
     pred: torch.Tensor, gt: torch.Tensor, s_init: float, lr: float, max_iters: int, tol: float
 ) -> tuple[float, float]:
-    """MonST3R `absolute_value_scaling2`: Adam on `sum |s pred + t - gt|` from `(s_init, 0)`."""
-    s = torch.tensor([s_init], dtype=pred.dtype, device=pred.device, requires_grad=True)
-    t = torch.tensor([0.0], dtype=pred.dtype, device=pred.device, requires_grad=True)
-    optimizer = torch.optim.Adam([s, t], lr=lr)
+    """MonST3R `absolute_value_scaling2`: Adam on `sum |s pred + t - gt|` from `(s_init, 0)`.
+
+    The Adam update (betas 0.9 / 0.999, eps 1e-8) is written out as `torch.optim.Adam` computes
+    it, with the analytic gradient of the L1 loss (`sign`, 0 at 0, as autograd's), which avoids
+    the optimiser's per-step overhead; it equals the torch.optim loop to rounding.
+    """
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    params = torch.tensor([s_init, 0.0], dtype=pred.dtype, device=pred.device)
+    exp_avg = torch.zeros_like(params)
+    exp_avg_sq = torch.zeros_like(params)
     prev_loss: float | None = None
-    with torch.enable_grad():
-        for _ in range(max_iters):
-            optimizer.zero_grad()
-            loss = torch.sum(torch.abs(s * pred + t - gt))
-            loss.backward()
-            optimizer.step()
-            value = float(loss.item())
-            if prev_loss is not None and abs(prev_loss - value) < tol:
-                break
-            prev_loss = value
-    return float(s.detach().item()), float(t.detach().item())
+    for step in range(1, max_iters + 1):
+        residual = params[0] * pred + params[1] - gt
+        loss = float(residual.abs().sum())
+        sign = torch.sign(residual)
+        grad = torch.stack([(sign * pred).sum(), sign.sum()])
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step_size = lr / (1 - beta1**step)
+        denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)
+        params.addcdiv_(exp_avg, denom, value=-step_size)
+        if prev_loss is not None and abs(prev_loss - loss) < tol:
+            break
+        prev_loss = loss
+    return float(params[0]), float(params[1])
 
 
 def align_depth(
