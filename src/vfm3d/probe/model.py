@@ -1,0 +1,129 @@
+"""`ProbeModel`: the VGGT-like probe on frozen video features (VidFM3D's architecture)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vfm3d.probe.config import ProbeConfig
+from vfm3d.probe.heads import CameraHead, DPTHead
+from vfm3d.probe.layers import Block, RoPE2D
+
+
+def _first_and_rest(tokens: torch.Tensor, b: int, s: int) -> torch.Tensor:
+    """``tokens [1, 2, X, D]`` -> ``[B*S, X, D]``: index 0 for frame 0, index 1 for the others."""
+    first = tokens[:, :1].expand(b, 1, *tokens.shape[2:])
+    rest = tokens[:, 1:].expand(b, s - 1, *tokens.shape[2:])
+    return torch.cat([first, rest], dim=1).reshape(b * s, *tokens.shape[2:])
+
+
+class ProbeModel(nn.Module):
+    """The probe: input projection, alternating frame/global attention, camera + DPT heads.
+
+    - Input: ``LayerNorm(C) -> Linear(C -> D)`` per feature-grid cell.
+    - Tokens per frame: 1 camera + ``num_register_tokens`` registers (frame 0 has its own pair of
+      learnt tokens) then the ``h*w`` patch tokens; 2D RoPE on patch tokens only.
+    - Trunk: ``depth`` x (frame block over each frame's tokens, global block over all frames);
+      each pair's outputs concatenated (frame ⊕ global, ``2D``) feed the heads.
+    """
+
+    def __init__(self, config: ProbeConfig, in_channels: int):
+        super().__init__()
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        self.config = config
+        self.in_channels = in_channels
+        d = config.embed_dim
+        self.input_proj = nn.Sequential(nn.LayerNorm(in_channels), nn.Linear(in_channels, d))
+        self.camera_token = nn.Parameter(torch.randn(1, 2, 1, d) * 1e-6)
+        self.register_token = nn.Parameter(torch.randn(1, 2, config.num_register_tokens, d) * 1e-6)
+        self.patch_start = 1 + config.num_register_tokens
+        self.rope = RoPE2D(d // config.num_heads, base=config.rope_base)
+
+        def block() -> Block:
+            return Block(d, config.num_heads, config.mlp_ratio, config.init_values, config.qk_norm)
+
+        self.frame_blocks = nn.ModuleList([block() for _ in range(config.depth)])
+        self.global_blocks = nn.ModuleList([block() for _ in range(config.depth)])
+        self.camera_head = CameraHead(
+            2 * d,
+            trunk_depth=config.camera_trunk_depth,
+            num_heads=config.num_heads,
+            mlp_ratio=config.mlp_ratio,
+            init_values=config.init_values,
+            iters=config.camera_iters,
+        )
+        dpt = dict(
+            features=config.dpt_features,
+            out_channels=config.dpt_out_channels,
+            layers=config.dpt_layers,
+        )
+        self.point_head = DPTHead(2 * d, 4, "inv_log", **dpt)
+        self.depth_head = DPTHead(2 * d, 2, "exp", **dpt)
+
+    def aggregate(self, features: torch.Tensor) -> list[torch.Tensor | None]:
+        """Trunk only. ``features [B, S, h, w, C]`` -> per pair ``[B, S, P, 2D]``.
+
+        ``P = patch_start + h*w``. Entries that no head reads are ``None`` (not kept in memory).
+        """
+        if features.ndim != 5:
+            raise ValueError(f"features must be [B, S, h, w, C], got shape {tuple(features.shape)}")
+        b, s, h, w, c = features.shape
+        if c != self.in_channels:
+            raise ValueError(f"features have C={c} channels, the probe expects {self.in_channels}")
+        d = self.config.embed_dim
+        patches = self.input_proj(features.reshape(b * s, h * w, c))
+        special = torch.cat(
+            [
+                _first_and_rest(self.camera_token, b, s),
+                _first_and_rest(self.register_token, b, s),
+            ],
+            dim=1,
+        ).to(patches.dtype)
+        tokens = torch.cat([special, patches], dim=1)  # [B*S, P, D]
+        p = tokens.shape[1]
+        rope = self.rope.tables(h, w, self.patch_start, tokens.device, tokens.dtype)
+        needed = set(self.config.dpt_layers) | {self.config.depth - 1}
+        outputs: list[torch.Tensor | None] = []
+        for i in range(self.config.depth):
+            tokens = self.frame_blocks[i](tokens, rope=rope)
+            frame_out = tokens.view(b, s, p, d)
+            tokens = self.global_blocks[i](tokens.view(b, s * p, d), rope=rope, frames=s)
+            global_out = tokens.view(b, s, p, d)
+            outputs.append(torch.cat([frame_out, global_out], dim=-1) if i in needed else None)
+            tokens = tokens.view(b * s, p, d)
+        return outputs
+
+    def forward(
+        self, features: torch.Tensor, out_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Predict geometry for S frames from their features.
+
+        Args:
+            features: ``[B, S, h, w, C]`` float, one feature frame per sampled frame (frame 0 is
+                the reference). Non-square grids are fine.
+            out_size: ``(H, W)`` of the predicted maps.
+
+        Returns a dict:
+            - ``pose_enc`` ``[B, S, 9]``: last iteration's ``absT_quaR_FoV`` (world_to_cam of each
+              frame in frame 0's camera coordinates, quaternion XYZW, fov_h, fov_w).
+            - ``pose_enc_list``: list of ``camera_iters`` tensors ``[B, S, 9]``, one per iteration.
+            - ``points`` ``[B, S, H, W, 3]``: point map in frame 0's camera coordinates.
+            - ``points_conf`` ``[B, S, H, W]``: confidence (> 1).
+            - ``depth`` ``[B, S, H, W]``: z-depth (> 0).
+            - ``depth_conf`` ``[B, S, H, W]``: confidence (> 1).
+        """
+        height, width = int(out_size[0]), int(out_size[1])
+        grid = (features.shape[2], features.shape[3])
+        inter = self.aggregate(features)
+        pose_list = self.camera_head(inter[-1][:, :, 0])  # camera token
+        points, points_conf = self.point_head(inter, grid, self.patch_start, (height, width))
+        depth, depth_conf = self.depth_head(inter, grid, self.patch_start, (height, width))
+        return {
+            "pose_enc": pose_list[-1],
+            "pose_enc_list": pose_list,
+            "points": points.permute(0, 1, 3, 4, 2),
+            "points_conf": points_conf,
+            "depth": depth[:, :, 0],
+            "depth_conf": depth_conf,
+        }

@@ -1,0 +1,136 @@
+"""Probe model: shapes of every head, tokens and RoPE on non-square grids, activations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vfm3d.probe import ProbeConfig, ProbeModel
+from vfm3d.probe.layers import RoPE2D
+from vfm3d.probe.model import _first_and_rest
+
+
+@pytest.fixture(scope="module")
+def model() -> ProbeModel:
+    torch.manual_seed(0)
+    return ProbeModel(ProbeConfig.cpu_small(camera_iters=3), in_channels=12).eval()
+
+
+@pytest.mark.parametrize(
+    ("grid", "out"), [((5, 7), (20, 36)), ((6, 3), (24, 10)), ((4, 4), (8, 8))]
+)
+def test_forward_shapes_every_head(model: ProbeModel, grid, out) -> None:
+    b, s = 2, 3
+    feats = torch.randn(b, s, *grid, 12)
+    with torch.no_grad():
+        pred = model(feats, out)
+    h, w = out
+    assert pred["pose_enc"].shape == (b, s, 9)
+    assert len(pred["pose_enc_list"]) == 3
+    assert all(p.shape == (b, s, 9) for p in pred["pose_enc_list"])
+    assert torch.equal(pred["pose_enc"], pred["pose_enc_list"][-1])
+    assert pred["points"].shape == (b, s, h, w, 3)
+    assert pred["points_conf"].shape == (b, s, h, w)
+    assert pred["depth"].shape == (b, s, h, w)
+    assert pred["depth_conf"].shape == (b, s, h, w)
+    assert bool((pred["depth"] > 0).all())
+    assert bool((pred["points_conf"] > 1).all()) and bool((pred["depth_conf"] > 1).all())
+    assert bool((pred["pose_enc"][..., 7:] >= 0).all())  # FoV through ReLU
+
+
+def test_intermediates_concatenate_frame_and_global(model: ProbeModel) -> None:
+    feats = torch.randn(1, 2, 3, 5, 12)
+    with torch.no_grad():
+        inter = model.aggregate(feats)
+    d = model.config.embed_dim
+    p = model.patch_start + 3 * 5
+    assert len(inter) == model.config.depth
+    for x in inter:
+        assert x is not None and x.shape == (1, 2, p, 2 * d)
+
+
+def test_first_frame_has_its_own_tokens() -> None:
+    tokens = torch.arange(2 * 3 * 4, dtype=torch.float32).view(1, 2, 3, 4)
+    out = _first_and_rest(tokens, b=2, s=3).view(2, 3, 3, 4)
+    for batch in range(2):
+        assert torch.equal(out[batch, 0], tokens[0, 0])
+        assert torch.equal(out[batch, 1], tokens[0, 1]) and torch.equal(out[batch, 2], tokens[0, 1])
+
+
+def test_frame_order_matters_only_through_the_reference_frame(model: ProbeModel) -> None:
+    """Swapping frames 1 and 2 swaps their outputs (global attention is permutation-equivariant
+    apart from frame 0's own tokens)."""
+    torch.manual_seed(1)
+    feats = torch.randn(1, 3, 4, 5, 12)
+    swapped = feats[:, [0, 2, 1]]
+    with torch.no_grad():
+        a = model(feats, (8, 10))
+        b = model(swapped, (8, 10))
+    torch.testing.assert_close(a["depth"][:, [0, 2, 1]], b["depth"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a["pose_enc"][:, [0, 2, 1]], b["pose_enc"], atol=1e-5, rtol=1e-4)
+
+
+def test_rope_tables_non_square_grid() -> None:
+    rope = RoPE2D(head_dim=8, base=100.0)
+    h, w, special = 3, 5, 5
+    cos, sin = rope.tables(h, w, special, torch.device("cpu"), torch.float32)
+    assert cos.shape == (special + h * w, 8)
+    # special tokens: identity rotation
+    assert torch.equal(cos[:special], torch.ones(special, 8))
+    assert torch.equal(sin[:special], torch.zeros(special, 8))
+    inv_freq = 1.0 / 100.0 ** (torch.arange(2) / 2)
+    for y in range(h):
+        for x in range(w):
+            row = special + y * w + x  # row-major patches, positions (y + 1, x + 1)
+            expect = torch.cat([(y + 1) * inv_freq] * 2 + [(x + 1) * inv_freq] * 2)
+            torch.testing.assert_close(cos[row], expect.cos())
+            torch.testing.assert_close(sin[row], expect.sin())
+    # cached: same tensors for the same grid, different for the transposed grid
+    again = rope.tables(h, w, special, torch.device("cpu"), torch.float32)
+    assert again[0] is cos
+    assert rope.tables(w, h, special, torch.device("cpu"), torch.float32)[0].shape == cos.shape
+    assert not torch.equal(rope.tables(w, h, special, torch.device("cpu"), torch.float32)[0], cos)
+
+
+def test_rope_is_relative_in_both_axes() -> None:
+    """<R(p) q, R(p') k> depends on p - p' only, separately along y and x."""
+    torch.manual_seed(0)
+    rope = RoPE2D(head_dim=16, base=100.0)
+    cos, sin = rope.tables(4, 6, 0, torch.device("cpu"), torch.float64)
+    q, k = torch.randn(16, dtype=torch.float64), torch.randn(16, dtype=torch.float64)
+
+    def score(a: tuple[int, int], b: tuple[int, int]) -> float:
+        ia, ib = a[0] * 6 + a[1], b[0] * 6 + b[1]
+        qa = RoPE2D.rotate(q[None], cos[ia : ia + 1], sin[ia : ia + 1])
+        kb = RoPE2D.rotate(k[None], cos[ib : ib + 1], sin[ib : ib + 1])
+        return float((qa * kb).sum())
+
+    assert score((0, 1), (2, 4)) == pytest.approx(score((1, 2), (3, 5)), abs=1e-6)
+    assert score((0, 1), (2, 4)) != pytest.approx(score((0, 1), (3, 3)), abs=1e-3)
+    # rotation preserves norms
+    rotated = RoPE2D.rotate(q[None].expand(24, 16), cos, sin)
+    torch.testing.assert_close(rotated.norm(dim=-1), q.norm().expand(24))
+
+
+def test_wrong_channels_and_rank_are_clear_errors(model: ProbeModel) -> None:
+    with pytest.raises(ValueError, match="C=5 channels"):
+        model(torch.randn(1, 2, 3, 3, 5), (8, 8))
+    with pytest.raises(ValueError, match=r"\[B, S, h, w, C\]"):
+        model(torch.randn(2, 3, 3, 12), (8, 8))
+
+
+def test_config_rules_and_file_round_trip(tmp_path) -> None:
+    with pytest.raises(ValueError, match="num_heads"):
+        ProbeConfig(embed_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="first_n"):
+        ProbeConfig(num_frames=8, min_gap=20, first_n=76)
+    (tmp_path / "p.toml").write_text("[probe]\nembed_dim = 64\nnum_heads = 4\nlr = 0.01\n")
+    cfg = ProbeConfig.load(tmp_path / "p.toml")
+    assert (cfg.embed_dim, cfg.num_heads, cfg.lr, cfg.depth) == (64, 4, 0.01, 4)
+    (tmp_path / "bad.json").write_text('{"embed_dimm": 3}')
+    with pytest.raises(ValueError, match="embed_dimm"):
+        ProbeConfig.load(tmp_path / "bad.json")
+    assert ProbeConfig.from_dict(cfg.to_dict()) == cfg
+    paper = ProbeConfig.paper()
+    assert (paper.embed_dim, paper.num_heads, paper.depth, paper.rope_base) == (1024, 16, 4, 100.0)
+    assert (paper.init_values, paper.camera_iters, paper.qk_norm) == (0.01, 4, True)

@@ -1,0 +1,148 @@
+"""Probe training: learning works (oracle vs constant), exact resume, DDP, bad input, eval."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vfm3d.clip import ClipFolder
+from vfm3d.probe import (
+    InMemoryFeatureSource,
+    ProbeConfig,
+    ProbeDataError,
+    evaluate,
+    predict,
+    train,
+)
+from vfm3d.probe.train import learning_rate
+
+HERE = Path(__file__).parent
+
+
+def tiny_config(**kw) -> ProbeConfig:
+    base = dict(
+        first_n=24, min_gap=3, num_frames=2, output_size=(16, 24), batch_size=2, warmup_steps=2
+    )
+    return ProbeConfig.cpu_small(**{**base, **kw})
+
+
+def test_learning_rate_schedule() -> None:
+    cfg = ProbeConfig.cpu_small(lr=1e-3, min_lr=1e-5, warmup_steps=10)
+    lrs = [learning_rate(s, 100, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:10]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+    assert learning_rate(100, 100, cfg) == pytest.approx(1e-5)
+
+
+@pytest.mark.slow
+def test_oracle_probe_learns_constant_does_not(
+    rooms: ClipFolder, oracle_features, constant_features, tmp_path
+) -> None:
+    """After a short training, the oracle's point_err is at most half the constant's."""
+    cfg = tiny_config(lr=3e-3, warmup_steps=5, eval_samples_per_clip=2, checkpoint_every=1000)
+    scores = {}
+    for name, source in (("oracle", oracle_features), ("constant", constant_features)):
+        run = tmp_path / name
+        train(cfg, rooms.root, source, run, steps=120, backbone=name, layer=0, progress=False)
+        scores[name] = evaluate(run, features=source)["metrics"]
+    assert scores["oracle"]["point_err"] <= 0.5 * scores["constant"]["point_err"], scores
+    assert scores["oracle"]["depth_err"] < scores["constant"]["depth_err"], scores
+
+
+def test_resume_gives_the_uninterrupted_weights(
+    rooms: ClipFolder, oracle_features, tmp_path
+) -> None:
+    cfg = tiny_config(checkpoint_every=2)
+    kwargs = dict(backbone="oracle", layer=0, seed=3, progress=False)
+    train(cfg, rooms.root, oracle_features, tmp_path / "full", steps=5, **kwargs)
+    part = train(
+        cfg, rooms.root, oracle_features, tmp_path / "cut", steps=5, stop_after=3, **kwargs
+    )
+    assert part["step"] == 3 and not (tmp_path / "cut" / "model.safetensors").exists()
+    train(cfg, rooms.root, oracle_features, tmp_path / "cut", steps=5, **kwargs)
+    full = load_file(tmp_path / "full" / "model.safetensors")
+    resumed = load_file(tmp_path / "cut" / "model.safetensors")
+    assert full.keys() == resumed.keys()
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
+    logs = [json.loads(x) for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logs] == [1, 2, 3, 4, 5]
+    ref = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in logs] == [x["loss"] for x in ref]
+    # a resume with other settings is refused
+    with pytest.raises(ValueError, match=r"cannot resume.*config"):
+        train(tiny_config(lr=0.5), rooms.root, oracle_features, tmp_path / "cut", steps=6, **kwargs)
+
+
+def test_bad_input_fails_before_training(rooms: ClipFolder, oracle_features, tmp_path) -> None:
+    items = dict(oracle_features.items)
+    items.pop("room00")
+    with pytest.raises(ProbeDataError, match="missing for 1 of 3 clips"):
+        train(tiny_config(), rooms.root, InMemoryFeatureSource(items), tmp_path / "r", steps=2)
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_and_predict(rooms: ClipFolder, oracle_features, tmp_path) -> None:
+    run = tmp_path / "run"
+    train(
+        tiny_config(),
+        rooms.root,
+        oracle_features,
+        run,
+        steps=2,
+        backbone="oracle",
+        layer=0,
+        progress=False,
+    )
+    result = evaluate(run, features=oracle_features)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    m = result["metrics"]
+    for key in ("point_err", "depth_err", "abs_rel", "delta1"):
+        assert m[key] >= 0
+    for k in (3, 5, 10, 30):
+        assert 0 <= m[f"auc@{k}"] <= 1 and 0 <= m[f"auc_vidfm3d@{k}"] <= 1
+    for t in (5, 15, 30):
+        assert 0 <= m[f"rra@{t}"] <= 1 and 0 <= m[f"rta@{t}"] <= 1
+    s = result["settings"]
+    assert (s["backbone"], s["layer"], s["steps"]) == ("oracle", 0, 2)
+    assert s["eval_samples"].endswith("eval_samples.json") and s["num_samples"] == 3
+    p = predict(run, index=1, features=oracle_features)
+    assert p["pred_points"].shape == (2, 16, 24, 3) and p["points"].shape == (2, 16, 24, 3)
+    assert p["images"].shape == (2, 16, 24, 3) and p["pred_world_to_cam"].shape == (2, 4, 4)
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_ddp_two_processes_match_one(rooms: ClipFolder, tmp_path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    worker = str(HERE / "ddp_worker.py")
+    single = subprocess.run(
+        [sys.executable, worker, str(rooms.root), str(tmp_path / "one")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         worker, str(rooms.root), str(tmp_path / "two")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = [json.loads(x) for x in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
+    two = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in one] == [x["step"] for x in two] == [1, 2, 3, 4]
+    for a, b in zip(one, two):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
+    w1 = load_file(tmp_path / "one" / "model.safetensors")
+    w2 = load_file(tmp_path / "two" / "model.safetensors")
+    for key in w1:
+        torch.testing.assert_close(w1[key], w2[key], rtol=1e-3, atol=1e-5)
