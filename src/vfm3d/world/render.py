@@ -11,6 +11,7 @@ object coordinates, so a static surface point has the same colour from every vie
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,9 @@ class _PartTable:
     half: np.ndarray  # [P, 3] half extents
     shape: np.ndarray  # [P] int
     dynamic: np.ndarray  # [P] bool
-    textures: textures.TextureTable  # rows: 0 = ground, 1 + p = part p
+    tex_params: np.ndarray  # [N_PARAMS, 1 + P] float32: column 0 = ground, 1 + p = part p
+    tex_kinds: np.ndarray  # [1 + P] int
+    tex_seeds: np.ndarray  # [1 + P] uint32
 
 
 @dataclass
@@ -71,15 +74,18 @@ def _part_table(world: World) -> _PartTable:
     cache = world.__dict__.setdefault("_render_cache", {})
     if "parts" not in cache:
         parts = [(i, part) for i, obj in enumerate(world.objects) for part in obj.parts]
+        tex_params, tex_kinds, tex_seeds = textures.texture_params(
+            [world.ground.texture] + [p.texture for _, p in parts]
+        )
         cache["parts"] = _PartTable(
             obj=np.array([i for i, _ in parts], dtype=np.int64),
             local_center=np.array([p.center for _, p in parts], dtype=np.float64).reshape(-1, 3),
             half=np.array([p.size for _, p in parts], dtype=np.float64).reshape(-1, 3) / 2,
             shape=np.array([_SHAPE_CODE[p.shape] for _, p in parts], dtype=np.int64),
             dynamic=np.array([world.objects[i].dynamic for i, _ in parts], dtype=bool),
-            textures=textures.TextureTable.build(
-                [world.ground.texture] + [p.texture for _, p in parts]
-            ),
+            tex_params=tex_params,
+            tex_kinds=tex_kinds,
+            tex_seeds=tex_seeds,
         )
     return cache["parts"]
 
@@ -211,33 +217,29 @@ def _hit_cylinder(
 
 
 def _normals(
-    shape: np.ndarray, qx: np.ndarray, qy: np.ndarray, qz: np.ndarray, half: np.ndarray
+    shape: int, qx: np.ndarray, qy: np.ndarray, qz: np.ndarray, half: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Outward unit normals in part coordinates at points ``q`` (``[N]`` each) on parts of
-    ``shape`` ``[N]`` (codes; -1 = the ground plane) with half extents ``half`` ``[3, N]``."""
-    nx, ny, nz = np.zeros_like(qx), np.zeros_like(qx), np.ones_like(qx)  # ground: +z
-    sel = np.flatnonzero(shape == _SPHERE)
-    if len(sel):
-        inv = 1.0 / half[0, sel]
-        nx[sel], ny[sel], nz[sel] = qx[sel] * inv, qy[sel] * inv, qz[sel] * inv
-    sel = np.flatnonzero(shape == _BOX)
-    if len(sel):
-        bx, by, bz = qx[sel], qy[sel], qz[sel]
-        rx, ry, rz = np.abs(bx) / half[0, sel], np.abs(by) / half[1, sel], np.abs(bz) / half[2, sel]
+    """Outward unit normals (part coordinates) at points ``q`` (``[N]`` each) on parts of one
+    ``shape`` code (-1 = the ground plane) with half extents ``half`` ``[3, N]``."""
+    if shape == -1:
+        return np.zeros_like(qx), np.zeros_like(qx), np.ones_like(qx)
+    if shape == _SPHERE:
+        inv = 1.0 / half[0]
+        return qx * inv, qy * inv, qz * inv
+    if shape == _BOX:
+        rx, ry, rz = np.abs(qx) / half[0], np.abs(qy) / half[1], np.abs(qz) / half[2]
         on_x = (rx >= ry) & (rx >= rz)
         on_y = ~on_x & (ry >= rz)
-        nx[sel] = np.where(on_x, np.sign(bx), 0.0)
-        ny[sel] = np.where(on_y, np.sign(by), 0.0)
-        nz[sel] = np.where(on_x | on_y, 0.0, np.sign(bz))
-    sel = np.flatnonzero(shape == _CYLINDER)
-    if len(sel):
-        cx, cy, cz = qx[sel], qy[sel], qz[sel]
-        rho = np.hypot(cx, cy)
-        cap = np.abs(np.abs(cz) / half[2, sel] - 1.0) < np.abs(rho / half[0, sel] - 1.0)
-        inv_rho = np.where(cap, 0.0, 1.0 / np.maximum(rho, 1e-12))
-        nx[sel], ny[sel] = cx * inv_rho, cy * inv_rho
-        nz[sel] = np.where(cap, np.sign(cz), 0.0)
-    return nx, ny, nz
+        zero = np.float32(0.0)
+        return (
+            np.where(on_x, np.sign(qx), zero),
+            np.where(on_y, np.sign(qy), zero),
+            np.where(on_x | on_y, zero, np.sign(qz)),
+        )
+    rho = np.hypot(qx, qy)
+    cap = np.abs(np.abs(qz) / half[2] - 1.0) < np.abs(rho / half[0] - 1.0)
+    inv_rho = np.where(cap, np.float32(0.0), 1.0 / np.maximum(rho, np.float32(1e-12)))
+    return qx * inv_rho, qy * inv_rho, np.where(cap, np.sign(qz), np.float32(0.0))
 
 
 def _light(nx: np.ndarray, ny: np.ndarray, nz: np.ndarray) -> np.ndarray:
@@ -328,62 +330,81 @@ def _shade_frame(
 ) -> FrameBuffers:
     """Colour every pixel: sky gradient where ``ids < 0``, else Lambertian textured surface.
 
-    All hit pixels are shaded in one vectorised pass: per-pixel primitive parameters come from
-    lookup tables indexed by ``ids`` (0 = ground, k = primitive k - 1).
+    Pixels are sorted into runs of one (shape, texture kind) group; each run is shaded in one
+    vectorised pass with per-pixel parameters repeated from per-primitive tables.
     """
     height, width = ids.shape
-    flat_ids = ids.ravel().astype(np.int64)
-    rgb = np.empty((height * width, 3), dtype=np.float32)
-    sky = np.flatnonzero(flat_ids < 0)
-    if len(sky):
-        horizon = np.asarray(world.sky_horizon, dtype=np.float32)
-        zenith = np.asarray(world.sky_zenith, dtype=np.float32)
-        up = dz.ravel()[sky] / np.sqrt(dd.ravel()[sky])
-        color = horizon + (zenith - horizon) * np.clip(up, 0.0, 1.0)[:, None]
-        color[up < 0] *= 0.8
-        rgb[sky] = color
-    hit = np.flatnonzero(flat_ids >= 0)
-    if len(hit):
-        lid = flat_ids[hit]  # 0 ground, k >= 1 primitive k - 1
-        t = tbuf.ravel()[hit]
-        px = eye[0] + t * dx.ravel()[hit]
-        py = eye[1] + t * dy.ravel()[hit]
-        pz = np.where(lid == 0, np.float32(0.0), eye[2] + t * dz.ravel()[hit])
-        # lookup tables [rows, 1 + P]: column 0 the ground (no yaw, world texture coordinates)
-        f32 = np.float32
-        ground = np.array([[0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]).T
-        prim_cols = np.concatenate(
-            [
-                prims.center.T,
-                prims.cos_yaw[None],
-                prims.sin_yaw[None],
-                prims.half.T,
-                prims.local_offset.T,
-            ]
-        )
-        tab = np.concatenate([ground, prim_cols], axis=1).astype(f32)[:, lid]
-        cos_yaw, sin_yaw, half, offset = tab[3], tab[4], tab[5:8], tab[8:11]
-        shape = np.concatenate([[-1], prims.shape])[lid]
-        qx_w, qy_w, qz = px - tab[0], py - tab[1], pz - tab[2]
-        qx = cos_yaw * qx_w + sin_yaw * qy_w
-        qy = cos_yaw * qy_w - sin_yaw * qx_w
-        nx, ny, nz = _normals(shape, qx, qy, qz, half)
-        light = _light(cos_yaw * nx - sin_yaw * ny, sin_yaw * nx + cos_yaw * ny, nz)
-        albedo = textures.evaluate_table(
-            _part_table(world).textures,
-            lid,
-            qx + offset[0],
-            qy + offset[1],
-            qz + offset[2],
-        )
-        rgb[hit] = albedo * light[:, None]
+    table = _part_table(world)
+    n_labels = len(prims.shape) + 2  # label 0 sky, 1 ground, 2 + p primitive p
+    labels = ids.ravel() + np.int16(1)
+    shape_of = np.concatenate([[-2, -1], prims.shape])
+    kind_of = np.concatenate([[0], table.tex_kinds])
+    group_of = np.where(
+        shape_of == -2, 0, 1 + (shape_of + 1) * len(textures.TEXTURE_KINDS) + kind_of
+    )
+    label_order = np.argsort(group_of * n_labels + np.arange(n_labels), kind="stable")
+    rank = np.empty(n_labels, dtype=np.int16)
+    rank[label_order] = np.arange(n_labels, dtype=np.int16)
+    order = np.argsort(rank[labels], kind="stable")  # int16 keys: radix sort
+    counts = np.bincount(labels, minlength=n_labels)[label_order]
+    ends = np.cumsum(counts)
+    groups = group_of[label_order]
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(groups)) + 1, [n_labels]])
 
+    t_s = tbuf.ravel()[order]
+    dx_s, dy_s, dz_s = dx.ravel()[order], dy.ravel()[order], dz.ravel()[order]
+    # geometry rows per label: centre (3), cos, sin, half (3), texture-frame offset (3)
+    geo = np.zeros((11, n_labels), dtype=np.float32)
+    geo[3, :2], geo[5:8, :2] = 1.0, 1.0
+    geo[0:3, 2:] = prims.center.T
+    geo[3, 2:], geo[4, 2:] = prims.cos_yaw, prims.sin_yaw
+    geo[5:8, 2:] = prims.half.T
+    geo[8:11, 2:] = prims.local_offset.T
+    out = np.empty((3, height * width), dtype=np.float32)
+    for i0, i1 in itertools.pairwise(bounds):
+        a, b = int(ends[i0] - counts[i0]), int(ends[i1 - 1])
+        if a == b:
+            continue
+        if groups[i0] == 0:  # sky: vertical gradient, darker below the horizon
+            up = dz_s[a:b] / np.sqrt(dx_s[a:b] ** 2 + dy_s[a:b] ** 2 + dz_s[a:b] ** 2)
+            w = np.clip(up, 0.0, 1.0)
+            dim = np.where(up < 0, np.float32(0.8), np.float32(1.0))
+            for c in range(3):
+                lo, hi = world.sky_horizon[c], world.sky_zenith[c]
+                out[c, a:b] = (lo + (hi - lo) * w) * dim
+            continue
+        labs, cnt = label_order[i0:i1], counts[i0:i1]
+        g = np.repeat(geo[:, labs], cnt, axis=1)
+        t = t_s[a:b]
+        px = eye[0] + t * dx_s[a:b] - g[0]
+        py = eye[1] + t * dy_s[a:b] - g[1]
+        shape = int(shape_of[labs[0]])
+        qz = (eye[2] + t * dz_s[a:b] - g[2]) if shape >= 0 else np.zeros_like(t)
+        cos_yaw, sin_yaw = g[3], g[4]
+        qx = cos_yaw * px + sin_yaw * py
+        qy = cos_yaw * py - sin_yaw * px
+        nx, ny, nz = _normals(shape, qx, qy, qz, g[5:8])
+        light = _light(cos_yaw * nx - sin_yaw * ny, sin_yaw * nx + cos_yaw * ny, nz)
+        tex = labs - 1  # texture column: 0 ground, 1 + p primitive p
+        rgb = textures.evaluate_kind(
+            int(kind_of[labs[0]]),
+            np.repeat(table.tex_params[:, tex], cnt, axis=1),
+            np.repeat(table.tex_seeds[tex], cnt),
+            qx + g[8],
+            qy + g[9],
+            qz + g[10],
+        )
+        for c in range(3):
+            out[c, a:b] = rgb[c] * light
+
+    rgb8 = np.empty((height * width, 3), dtype=np.uint8)
+    rgb8[order] = (np.clip(out, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8).T
     valid = ids >= 0
     dyn_table = np.concatenate([[False, False], prims.dynamic])
     return FrameBuffers(
-        rgb=(np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(height, width, 3),
+        rgb=rgb8.reshape(height, width, 3),
         depth=np.where(valid, tbuf, np.float32(0.0)),
         valid=valid,
-        dynamic=dyn_table[flat_ids + 1].reshape(height, width),
+        dynamic=dyn_table[labels].reshape(height, width),
         ids=ids.astype(np.int32),
     )

@@ -148,88 +148,70 @@ def value_noise(x: np.ndarray, y: np.ndarray, z: np.ndarray, seed: int | np.ndar
 
 
 _N_WAVES = 3
-_COLUMNS = 14 + 4 * _N_WAVES  # see `TextureTable`
+N_PARAMS = 14 + 4 * _N_WAVES
+"""Rows of a texture parameter matrix (see `texture_params`)."""
 
 
-@dataclass(frozen=True)
-class TextureTable:
-    """Many textures as arrays, for evaluating surfaces of different textures in one pass.
+def texture_params(textures: list[Texture]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parameters of many textures as arrays, for evaluating surfaces in vectorised runs.
 
-    ``params`` float32 ``[N, 26]``: inverse scale, phase (3), colour a (3), colour b (3),
-    stripe direction (3), detail amplitude per wave, then (kx, ky, kz, phase) of 3 detail waves.
-    ``kinds`` int ``[N]`` index into `TEXTURE_KINDS`; ``seeds`` uint32 ``[N]`` hash seeds.
+    Returns ``(params, kinds, seeds)``: ``params`` float32 ``[N_PARAMS, N]`` with rows inverse
+    scale, phase (3), colour a (3), colour b (3), stripe direction (3), detail amplitude per
+    wave, then (kx, ky, kz, phase) of 3 detail waves; ``kinds`` int64 ``[N]`` index into
+    `TEXTURE_KINDS`; ``seeds`` uint32 ``[N]`` hash seeds.
     """
-
-    params: np.ndarray
-    kinds: np.ndarray
-    seeds: np.ndarray
-
-    @property
-    def params_t(self) -> np.ndarray:
-        """``params`` transposed ``[26, N]`` and contiguous (cached)."""
-        cached = self.__dict__.get("_params_t")
-        if cached is None:
-            cached = np.ascontiguousarray(self.params.T)
-            object.__setattr__(self, "_params_t", cached)
-        return cached
-
-    @classmethod
-    def build(cls, textures: list[Texture]) -> TextureTable:
-        rows = []
-        for tex in textures:
-            if len(tex.detail_waves) != _N_WAVES:
-                raise ValueError(
-                    f"textures need {_N_WAVES} detail waves, got {len(tex.detail_waves)}"
-                )
-            waves = [v for wave in tex.detail_waves for v in wave]
-            head = [1.0 / tex.scale, *tex.phase, *tex.color_a, *tex.color_b, *tex.direction]
-            rows.append([*head, tex.detail_amp / _N_WAVES, *waves])
-        return cls(
-            params=np.asarray(rows, dtype=np.float32).reshape(-1, _COLUMNS),
-            kinds=np.asarray([TEXTURE_KINDS.index(t.kind) for t in textures], dtype=np.int64),
-            seeds=np.asarray([t.hash_seed & 0xFFFFFFFF for t in textures], dtype=np.uint32),
-        )
+    rows = []
+    for tex in textures:
+        if len(tex.detail_waves) != _N_WAVES:
+            raise ValueError(f"textures need {_N_WAVES} detail waves, got {len(tex.detail_waves)}")
+        waves = [v for wave in tex.detail_waves for v in wave]
+        head = [1.0 / tex.scale, *tex.phase, *tex.color_a, *tex.color_b, *tex.direction]
+        rows.append([*head, tex.detail_amp / _N_WAVES, *waves])
+    params = np.ascontiguousarray(np.asarray(rows, dtype=np.float32).reshape(-1, N_PARAMS).T)
+    kinds = np.asarray([TEXTURE_KINDS.index(t.kind) for t in textures], dtype=np.int64)
+    seeds = np.asarray([t.hash_seed & 0xFFFFFFFF for t in textures], dtype=np.uint32)
+    return params, kinds, seeds
 
 
-def evaluate_table(
-    table: TextureTable, index: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray
-) -> np.ndarray:
-    """Albedo ``[N, 3]`` float32 in [0, 1] at points ``x, y, z`` (``[N]``, metres, each in its
-    surface's texture frame) with texture ``index`` ``[N]`` (rows of ``table``)."""
-    p = table.params_t[:, index]  # [26, N], rows contiguous
+def evaluate_kind(
+    kind: int, p: np.ndarray, seeds: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Albedo channels ``(r, g, b)`` (each ``[N]`` float32 in [0, 1]) of textures of one kind.
+
+    ``kind`` indexes `TEXTURE_KINDS`; ``p`` ``[N_PARAMS, N]`` (or ``[N_PARAMS, 1]``) per-point
+    texture parameters, ``seeds`` uint32 ``[N]`` (or ``[1]``); ``x, y, z`` ``[N]`` float32 points
+    in the surface's texture frame (metres).
+    """
     px = (x + p[1]) * p[0]
     py = (y + p[2]) * p[0]
     pz = (z + p[3]) * p[0]
-    a, b = p[4:7].T, p[7:10].T
-    m = np.zeros((len(index), 3), dtype=np.float32)  # blend weight of colour b per channel
-    kinds = table.kinds[index]
-    for code, name in enumerate(TEXTURE_KINDS):
-        sel = np.flatnonzero(kinds == code)
-        if len(sel) == 0:
-            continue
-        sx, sy, sz = px[sel], py[sel], pz[sel]
+    name = TEXTURE_KINDS[kind]
+    if name == "cells":  # a random colour between a and b per lattice cell and channel
+        h = hash3(_lattice(px), _lattice(py), _lattice(pz), seeds)
+        weights = [((h >> np.uint32(k)) & np.uint32(1023)).astype(np.float32) for k in (0, 10, 20)]
+        weights = [w * np.float32(1.0 / 1023.0) for w in weights]
+    else:
         if name == "checker":
-            m[sel] = ((_lattice(sx) + _lattice(sy) + _lattice(sz)) & 1).astype(np.float32)[:, None]
+            m = ((_lattice(px) + _lattice(py) + _lattice(pz)) & 1).astype(np.float32)
         elif name == "stripes":
-            phase = sx * p[10, sel] + sy * p[11, sel] + sz * p[12, sel]
-            m[sel] = np.clip(np.sin(phase * np.float32(np.pi)) * 2.5 + 0.5, 0.0, 1.0)[:, None]
-        elif name == "noise":
-            noise = value_noise(sx, sy, sz, table.seeds[index[sel]])
-            m[sel] = np.clip((noise - 0.5) * 2.2 + 0.5, 0.0, 1.0)[:, None]
-        else:  # cells: a random colour between a and b per lattice cell and channel
-            h = hash3(_lattice(sx), _lattice(sy), _lattice(sz), table.seeds[index[sel]])
-            bits = np.stack([(h >> np.uint32(k)) & np.uint32(1023) for k in (0, 10, 20)], axis=1)
-            m[sel] = bits.astype(np.float32) * np.float32(1.0 / 1023.0)
+            phase = (px * p[10] + py * p[11] + pz * p[12]) * np.float32(np.pi)
+            m = np.clip(np.sin(phase) * np.float32(2.5) + np.float32(0.5), 0.0, 1.0)
+        else:  # noise
+            m = np.clip((value_noise(px, py, pz, seeds) - 0.5) * 2.2 + 0.5, 0.0, 1.0)
+        weights = [m, m, m]
     detail = np.ones_like(x)
     for w in range(_N_WAVES):
         k = 14 + 4 * w
         detail += p[13] * np.sin(x * p[k] + y * p[k + 1] + z * p[k + 2] + p[k + 3])
-    return np.clip((a + (b - a) * m) * detail[:, None], 0.0, 1.0)
+    return tuple(  # type: ignore[return-value]
+        np.clip((p[4 + c] + (p[7 + c] - p[4 + c]) * weights[c]) * detail, 0.0, 1.0)
+        for c in range(3)
+    )
 
 
 def evaluate(texture: Texture, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Albedo ``[N, 3]`` float32 in [0, 1] of one texture at points ``x, y, z`` (``[N]``)."""
-    table = TextureTable.build([texture])
-    index = np.zeros(len(x), dtype=np.int64)
+    params, kinds, seeds = texture_params([texture])
     f32 = np.float32
-    return evaluate_table(table, index, x.astype(f32), y.astype(f32), z.astype(f32))
+    rgb = evaluate_kind(int(kinds[0]), params, seeds, x.astype(f32), y.astype(f32), z.astype(f32))
+    return np.stack(rgb, axis=1)
