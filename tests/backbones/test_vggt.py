@@ -79,3 +79,13 @@ def test_corrupt_weights_folder_is_refused(tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps(wrong))
     with pytest.raises(ValueError, match="wrong shape"):
         backbones.load("vggt", weights=folder)
+
+
+def test_zoo_name_loads_a_saved_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vfm3d.backbones import registry
+
+    monkeypatch.setattr(registry, "zoo_root", lambda: tmp_path)
+    VGGT.random(VGGTConfig.tiny(), seed=2).save_pretrained(tmp_path / "vggt-mini")
+    assert "zoo/vggt-mini" in backbones.available()
+    backbone = backbones.load("zoo/vggt-mini")
+    assert isinstance(backbone, vggt_adapter.VGGTBackbone) and backbone.num_layers == 2
