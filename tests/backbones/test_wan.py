@@ -206,3 +206,15 @@ def test_from_pretrained_computes_empty_prompt_with_text_encoder(
     torch.testing.assert_close(embeds[:, :1], direct, atol=1e-5, rtol=1e-4)
     assert embeds[:, 1:].abs().max() == 0
     assert embeds[:, :1].abs().max() > 0
+
+
+def test_bfloat16_keeps_fp32_modules_and_vae(tiny_wan: wan.WanBackbone) -> None:
+    half = wan.tiny(seed=0, dtype=torch.bfloat16)
+    assert half.transformer.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    assert half.transformer.blocks[0].norm2.weight.dtype == torch.float32  # _keep_in_fp32
+    assert half._vae_dtype() == torch.float32
+    frames = _frames()
+    a = extract(half, frames, [1], timesteps=[749])[(1, 749)].tokens
+    b = extract(tiny_wan, frames, [1], timesteps=[749])[(1, 749)].tokens
+    assert a.dtype == torch.bfloat16
+    assert float((a.float() - b).abs().max() / b.abs().max()) < 0.05

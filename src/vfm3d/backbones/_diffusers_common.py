@@ -473,6 +473,17 @@ def encode_prompt_with_pipeline(
     )
 
 
+def cast_like_from_pretrained(model: nn.Module, dtype: torch.dtype) -> None:
+    """Cast ``model`` to ``dtype`` but keep its ``_keep_in_fp32_modules`` in float32 for half
+    dtypes, as diffusers' ``from_pretrained(torch_dtype=...)`` does."""
+    nn.Module.to(model, dtype)
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    if dtype in (torch.float16, torch.bfloat16) and keep:
+        for name, module in model.named_modules():
+            if any(k in name.split(".") for k in keep):
+                nn.Module.to(module, torch.float32)
+
+
 def finish(
     backbone: DiffusersVideoBackbone,
     device: str | torch.device,
@@ -488,7 +499,7 @@ def finish(
     backbone.to(device)
     if dtype is not None:
         if cast_transformer and backbone.transformer.dtype != dtype:
-            backbone.transformer.to(dtype)
+            cast_like_from_pretrained(backbone.transformer, dtype)
         for key in backbone._prompt_keys:
             buf = backbone.prompt_tensor(key)
             if buf.is_floating_point():
