@@ -32,7 +32,8 @@ class VGGTConfig:
     Aggregator: ``img_size`` (pixels; sets the DINOv2 position-embedding grid, any multiple of
     ``patch_size`` runs), ``patch_size``, ``embed_dim``, ``depth`` (frame/global block pairs),
     ``num_heads``, ``mlp_ratio``, ``num_register_tokens``, ``patch_embed`` (a `DINO_PRESETS` name or
-    ``"conv"``; ``patch_embed_depth`` / ``patch_embed_num_heads`` override a preset's),
+    ``"conv"``; ``patch_embed_depth`` / ``patch_embed_num_heads`` override a preset's; the DINOv2
+    embedder has width ``embed_dim`` and uses ``mlp_ratio`` too),
     ``aa_order``, ``aa_block_size``, ``qk_norm``, ``rope_freq`` (<= 0 disables 2D RoPE),
     ``init_values`` (LayerScale init).
     Heads: ``intermediate_layer_idx`` (the 4 aggregator layers the DPT heads read),
