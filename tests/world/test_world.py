@@ -273,3 +273,24 @@ def test_cli_refuses_non_empty_dir_and_overwrites(tmp_path, capsys) -> None:
     assert len(ClipFolder(out)) == 1
     # rerunning the same command resumes (nothing to do) instead of refusing
     assert _cli(*common) == 0
+
+
+def _inside_box(point: np.ndarray, center, size, yaw: float, margin: float) -> bool:
+    c, s = np.cos(yaw), np.sin(yaw)
+    rel = point - np.asarray(center)
+    local = np.array([c * rel[0] + s * rel[1], -s * rel[0] + c * rel[1], rel[2]])
+    return bool(np.all(np.abs(local) <= np.asarray(size) / 2 + margin))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_camera_never_inside_objects(kind: str) -> None:
+    """Cameras keep clear of every object box (static, and movers at every frame)."""
+    for seed in range(12):
+        clip = render_clip(kind, 100 + seed, 6, 8, 8)
+        eyes = clip.cam_to_world[:, :3, 3]
+        assert np.all(eyes[:, 2] > 0.2), "camera above the ground"
+        for obj in clip.meta["objects"]:
+            for t, eye in enumerate(eyes):
+                center = obj["centers"][t] if obj["dynamic"] else obj["center"]
+                yaw = obj["yaws"][t] if obj["dynamic"] else obj["yaw"]
+                assert not _inside_box(eye, center, obj["size"], yaw, 0.1), (seed, obj["class"], t)

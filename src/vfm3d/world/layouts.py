@@ -246,20 +246,21 @@ def _place(
 
 def _walker(
     rng: np.random.Generator,
-    position,
+    position: Callable[[np.ndarray], np.ndarray],
     fov0: float,
     yaw_offset: float,
     yaw_amp_deg: float,
-):
-    """Camera path of a walking viewer: ``position(s) -> [S, 2]`` plus turning and bobbing."""
+) -> Callable[[np.ndarray], _Path]:
+    """Camera path of a walking viewer at ``position(s)`` ``[S, 2]`` (ground xy): eye height
+    about 1.4-1.75 m with slight bobbing, heading along the walk plus ``yaw_offset`` and a
+    smooth look-around of ``yaw_amp_deg``, slight downward pitch and roll; fixed FoV."""
     sig_yaw, sig_pitch, sig_roll, sig_h = (SmoothSignal(rng) for _ in range(4))
     height = rng.uniform(1.4, 1.75)
     pitch0 = np.radians(rng.uniform(-15.0, 0.0))
 
     def path(s: np.ndarray) -> _Path:
         xy = position(s)
-        eps = 1e-3
-        ahead = position(np.clip(s + eps, 0.0, 1.0 + eps)) - position(np.clip(s - eps, -eps, 1.0))
+        ahead = position(s + 1e-3) - position(s - 1e-3)  # walking direction
         heading = np.arctan2(ahead[:, 1], ahead[:, 0])
         yaw = heading + yaw_offset + np.radians(yaw_amp_deg) * sig_yaw(s)
         pitch = pitch0 + np.radians(5.0) * sig_pitch(s)
