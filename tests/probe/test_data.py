@@ -100,10 +100,10 @@ def test_resize_keeps_intrinsics_right() -> None:
     assert not bool(v[0, 0].any()) and bool(v[0, 2:].all())
 
 
-def test_eval_samples_fixed_and_round_trip(rooms: ClipFolder, tmp_path) -> None:
+def test_eval_samples_fixed_and_round_trip(rooms: ClipFolder, oracle_features, tmp_path) -> None:
     config = small_config(eval_samples_per_clip=2)
-    a = make_eval_samples(rooms, config, seed=3)
-    assert a == make_eval_samples(rooms, config, seed=3)
+    a = make_eval_samples(rooms, oracle_features, config, seed=3)
+    assert a == make_eval_samples(rooms, oracle_features, config, seed=3)
     assert len(a) == 2 * len(rooms)
     write_samples(tmp_path / "s.json", a)
     assert read_samples(tmp_path / "s.json") == a

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -41,10 +41,10 @@ class FeatureSource(Protocol):
     """Where the probe reads one backbone's features (one layer, one timestep) per clip."""
 
     def get(self, clip_id: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(tokens [T', h, w, C], frame_index [T] int64)`` for a clip.
+        """Return ``(tokens [T', h, w, C], frame_index [T] int64)`` for a clip of T frames.
 
-        ``frame_index[t]`` is the feature frame holding input frame ``t``. Raise `KeyError`
-        for an unknown clip id.
+        ``frame_index[t]`` is the feature frame holding clip frame ``t``, or ``-1`` if frame ``t``
+        has no features (it was not fed to the backbone). Raise `KeyError` for an unknown clip.
         """
         ...
 
@@ -64,8 +64,11 @@ class InMemoryFeatureSource:
 class StoreFeatureSource:
     """A `FeatureSource` over the feature cache (`vfm3d.features.FeatureStore`).
 
-    Selects the entries of one backbone, layer and timestep; ``backbone`` matches the key's
-    backbone name (with or without the weights hash suffix).
+    Selects the entries of one backbone (its name, or the full fingerprint ``name-<hash>``),
+    layer and timestep (and ``seed`` if given). A cache entry covers the clip frames listed in
+    its key's ``frame_indices``; `get` returns a clip-length ``frame_index`` with ``-1`` for frames
+    that were not fed to the backbone. ``num_frames(clip_id)`` gives a clip's frame count.
+    Several entries for one clip (other frame selections or seeds) are an error naming them.
     """
 
     def __init__(
@@ -73,35 +76,58 @@ class StoreFeatureSource:
         path: str | os.PathLike[str],
         backbone: str,
         layer: int,
-        timestep: int | None = None,
+        timestep: int | None,
+        num_frames: Callable[[str], int],
+        seed: int | None = None,
     ):
         from vfm3d.features import FeatureStore
 
         self.path = Path(path)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"feature cache not found: {self.path}")
         self.store = FeatureStore(self.path)
-        self.backbone, self.layer, self.timestep = backbone, int(layer), timestep
-        self._keys: dict[str, Any] = {}
-        for key in self.store.keys():
-            if not self._matches(key):
-                continue
-            self._keys[str(key.clip_id)] = key
-
-    def _matches(self, key: Any) -> bool:
-        name = str(getattr(key, "backbone", ""))
-        if name != self.backbone and name.split("@")[0] != self.backbone:
-            return False
-        if int(key.layer) != self.layer:
-            return False
-        key_t = getattr(key, "timestep", None)
-        if self.timestep is None:
-            return key_t is None
-        return key_t is not None and int(key_t) == int(self.timestep)
+        self.num_frames = num_frames
+        keys = [
+            k
+            for k in self.store.keys(layer=int(layer), timestep=timestep)
+            if (k.backbone == backbone or k.backbone.rsplit("-", 1)[0] == backbone)
+            and (seed is None or k.seed == seed)
+        ]
+        fingerprints = sorted({k.backbone for k in keys})
+        if len(fingerprints) > 1:
+            raise ProbeDataError(
+                f"{self.path}: several backbones named {backbone!r} ({fingerprints}); "
+                "pass the full fingerprint as --backbone"
+            )
+        if not keys:
+            raise ProbeDataError(
+                f"{self.path}: no cached features for backbone {backbone!r}, layer {layer}, "
+                f"timestep {timestep} (run `vfm3d extract` first)"
+            )
+        self._keys: dict[str, list[Any]] = {}
+        for key in keys:
+            self._keys.setdefault(key.clip_id, []).append(key)
 
     def get(self, clip_id: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if clip_id not in self._keys:
+        keys = self._keys.get(clip_id)
+        if not keys:
             raise KeyError(clip_id)
-        feats = self.store.get(self._keys[clip_id])
-        return torch.as_tensor(feats.tokens), torch.as_tensor(feats.frame_index)
+        if len(keys) > 1:
+            raise ProbeDataError(
+                f"clip {clip_id!r}: {len(keys)} cache entries match (frame selections / seeds "
+                f"{[(len(k.frame_indices), k.seed) for k in keys]}); pass a seed or clean the cache"
+            )
+        key = keys[0]
+        feats = self.store.get(key)
+        total = self.num_frames(clip_id)
+        if max(key.frame_indices) >= total:
+            raise ProbeDataError(
+                f"clip {clip_id!r}: frame count mismatch: features were extracted from frame "
+                f"{max(key.frame_indices)} but the clip has {total} frames"
+            )
+        full = torch.full((total,), -1, dtype=torch.long)
+        full[torch.as_tensor(key.frame_indices)] = torch.as_tensor(feats.frame_index).long()
+        return feats.tokens, full
 
 
 def _squeeze_tokens(tokens: torch.Tensor, clip_id: str) -> torch.Tensor:
@@ -155,13 +181,20 @@ class SampleSpec:
 
 
 def make_eval_samples(
-    clips: ClipFolder, config: ProbeConfig, seed: int, per_clip: int | None = None
+    clips: ClipFolder,
+    features: FeatureSource,
+    config: ProbeConfig,
+    seed: int,
+    per_clip: int | None = None,
 ) -> list[SampleSpec]:
-    """Fixed evaluation samples: ``per_clip`` per clip, deterministic from ``seed``."""
+    """Fixed evaluation samples: ``per_clip`` per clip, deterministic from ``seed``.
+
+    Frames are drawn among the leading frames that have features (see `leading_frames`).
+    """
     per_clip = per_clip or config.eval_samples_per_clip
     specs = []
     for n, clip_id in enumerate(clips.ids):
-        num = _num_frames_on_disk(clips, clip_id)
+        num = leading_frames(features.get(clip_id)[1])
         for k in range(per_clip):
             rng = np.random.default_rng([int(seed), 1_000_003, n, k])
             frames = sample_frames(num, config.num_frames, config.first_n, config.min_gap, rng)
@@ -183,7 +216,13 @@ def read_samples(path: str | os.PathLike[str]) -> list[SampleSpec]:
     ]
 
 
-def _num_frames_on_disk(clips: ClipFolder, clip_id: str) -> int:
+def leading_frames(frame_index: torch.Tensor) -> int:
+    """Number of leading clip frames (from frame 0) that have features (``frame_index >= 0``)."""
+    missing = (torch.as_tensor(frame_index) < 0).nonzero()
+    return int(missing[0, 0]) if missing.numel() else int(frame_index.shape[0])
+
+
+def num_frames(clips: ClipFolder, clip_id: str) -> int:
     from safetensors import safe_open
 
     with safe_open(str(clips.path_of(clip_id)), framework="numpy") as handle:
@@ -210,7 +249,7 @@ def check_pairing(
             continue
         tokens = _squeeze_tokens(torch.as_tensor(tokens), clip_id)
         frame_index = torch.as_tensor(frame_index)
-        num = _num_frames_on_disk(clips, clip_id)
+        num = num_frames(clips, clip_id)
         if frame_index.ndim != 1 or frame_index.shape[0] != num:
             raise ProbeDataError(
                 f"clip {clip_id!r}: frame count mismatch: the clip has {num} frames but the "
@@ -218,7 +257,7 @@ def check_pairing(
                 "a different frame selection?)"
             )
         if frame_index.numel() and (
-            int(frame_index.min()) < 0 or int(frame_index.max()) >= tokens.shape[0]
+            int(frame_index.min()) < -1 or int(frame_index.max()) >= tokens.shape[0]
         ):
             raise ProbeDataError(
                 f"clip {clip_id!r}: frame_index points outside the {tokens.shape[0]} feature "
@@ -235,10 +274,12 @@ def check_pairing(
                 f"first clip's {shape}"
             )
         needed = (config.num_frames - 1) * config.min_gap + 1
-        if min(num, config.first_n) < needed:
+        usable = min(leading_frames(frame_index), config.first_n)
+        if usable < needed:
             raise ProbeDataError(
-                f"clip {clip_id!r}: {num} frames is too short to sample {config.num_frames} "
-                f"frames with min gap {config.min_gap} (needs {needed})"
+                f"clip {clip_id!r}: {usable} usable frames (with features, within the first "
+                f"{config.first_n}) is too short to sample {config.num_frames} frames with min "
+                f"gap {config.min_gap} (needs {needed})"
             )
     if missing:
         shown = ", ".join(repr(m) for m in missing[:5])
@@ -324,6 +365,7 @@ class ProbeDataset(torch.utils.data.Dataset):
         self.ids = clips.ids
         self._cache: dict[str, Clip] = {}
         self._cache_clips = cache_clips
+        self._usable: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.samples) if self.samples is not None else len(self.ids)
@@ -333,7 +375,9 @@ class ProbeDataset(torch.utils.data.Dataset):
         if self.samples is not None:
             return self.samples[index]
         clip_id = self.ids[index % len(self.ids)]
-        num = _num_frames_on_disk(self.clips, clip_id)
+        num = self._usable.get(clip_id)
+        if num is None:
+            num = self._usable[clip_id] = leading_frames(self.features.get(clip_id)[1])
         c = self.config
         frames = sample_frames(
             num, c.num_frames, c.first_n, c.min_gap, sample_rng(self.seed, index)
@@ -373,7 +417,13 @@ class ProbeDataset(torch.utils.data.Dataset):
                 f"clip {spec.clip_id!r}: frame count mismatch: clip has {clip.num_frames} "
                 f"frames, frame_index has {frame_index.shape[0]}"
             )
-        feats = tokens[frame_index[frames]].float()
+        mapped = frame_index[frames]
+        if bool((mapped < 0).any()):
+            raise ProbeDataError(
+                f"clip {spec.clip_id!r}: frames {frames} include frames without features "
+                f"(frame_index {mapped.tolist()})"
+            )
+        feats = tokens[mapped].float()
         out_size = self.out_size(clip)
         depth, valid, intrinsics = resize_targets(
             clip.depth[frames], clip.valid[frames], clip.intrinsics[frames], out_size

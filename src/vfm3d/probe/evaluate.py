@@ -95,7 +95,9 @@ def _dataset(
                 f"{run_dir}: trained on in-memory features; pass `features` to evaluate"
             )
         features = info["features"]
-    source = open_features(features, info.get("backbone"), info.get("layer"), info.get("timestep"))
+    source = open_features(
+        features, clips, info.get("backbone"), info.get("layer"), info.get("timestep")
+    )
     check_pairing(clips, source, config)
     if isinstance(samples, list):
         specs, sample_file = samples, "<given>"
@@ -106,7 +108,7 @@ def _dataset(
     else:
         path = run_dir / f"eval_samples_{Path(data_dir).resolve().name}.json"
         if not path.is_file():
-            write_samples(path, make_eval_samples(clips, config, int(info["seed"])))
+            write_samples(path, make_eval_samples(clips, source, config, int(info["seed"])))
         specs, sample_file = read_samples(path), str(path)
     return ProbeDataset(clips, source, config, samples=specs), sample_file
 

@@ -41,6 +41,7 @@ from vfm3d.probe.data import (
     check_pairing,
     collate,
     make_eval_samples,
+    num_frames,
     write_samples,
 )
 from vfm3d.probe.losses import probe_loss
@@ -109,6 +110,7 @@ def _mean_across(values: dict[str, float], d: _Dist) -> dict[str, float]:
 
 def open_features(
     features: FeatureSource | str | os.PathLike[str],
+    clips: ClipFolder,
     backbone: str | None,
     layer: int | None,
     timestep: int | None,
@@ -117,7 +119,9 @@ def open_features(
     if isinstance(features, (str, os.PathLike)):
         if backbone is None or layer is None:
             raise ValueError("a feature cache path needs --backbone and --layer")
-        return StoreFeatureSource(features, backbone, layer, timestep)
+        return StoreFeatureSource(
+            features, backbone, layer, timestep, num_frames=lambda cid: num_frames(clips, cid)
+        )
     return features
 
 
@@ -199,7 +203,7 @@ def train(
     local_batch = config.batch_size // dist_info.world
     out = Path(out_dir)
     clips = ClipFolder(data_dir)
-    source = open_features(features, backbone, layer, timestep)
+    source = open_features(features, clips, backbone, layer, timestep)
     pairing = check_pairing(clips, source, config)
     settings = {
         "backbone": backbone,
@@ -240,7 +244,7 @@ def train(
             out / CONFIG, {**config.to_dict(), "in_channels": settings["in_channels"]}
         )
         if not (out / EVAL_SAMPLES).is_file():
-            write_samples(out / EVAL_SAMPLES, make_eval_samples(clips, config, seed))
+            write_samples(out / EVAL_SAMPLES, make_eval_samples(clips, source, config, seed))
     _barrier(dist_info)
 
     torch.manual_seed(seed)
