@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,14 @@ def test_resize_keeps_intrinsics_consistent() -> None:
     assert torch.allclose(k2[0, 2], torch.tensor((4 - 1) / 2)) and k[0, 2] == 7.5
     assert torch.allclose(k2[1, 1], k[1, 1] / 2) and torch.allclose(k2[0, 0], k[0, 0] / 4)
     assert small_aux["valid"].dtype == torch.bool
+
+
+def test_same_clip_id_with_other_frames_is_refused(tmp_path: Path) -> None:
+    model = backbones.load("random", tiny=True)
+    store = FeatureStore(tmp_path)
+    extract_to_store(store, model, [make_clip("a", frames=3, seed=1)], [0], progress=False)
+    with pytest.raises(ValueError, match="different clip with the same id"):
+        extract_to_store(store, model, [make_clip("a", frames=3, seed=2)], [0], progress=False)
+    (entry,) = store.entries()
+    assert entry.meta["backbone_name"] == "random" and len(entry.meta["frames_sha256"]) == 16
+    assert store.entry(entry.key) == entry and store.entry(replace(entry.key, layer=1)) is None

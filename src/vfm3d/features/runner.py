@@ -13,10 +13,12 @@ Frames whose size breaks the backbone's rule are refused unless ``resize=(H, W)`
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,19 @@ class _ClipRef:
     clip_id: str
     shape: tuple[int, int, int]  # (T, H, W) stored
     load: Callable[[], Clip]
+    first_frames: Callable[[int], np.ndarray]  # uint8 [T, H, W, 3] without loading the rest
+
+
+def frames_digest(frames: np.ndarray) -> str:
+    """sha256 (16 hex digits) of uint8 frames ``[T, H, W, 3]``: tells same-id clips apart."""
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()[:16]
+
+
+def _read_frames(path: Path, num: int) -> np.ndarray:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        return handle.get_slice("frames")[:num]
 
 
 def _clip_refs(clips: ClipFolder | Sequence[Clip]) -> list[_ClipRef]:
@@ -69,13 +84,27 @@ def _clip_refs(clips: ClipFolder | Sequence[Clip]) -> list[_ClipRef]:
                 raise FileNotFoundError(f"clip file not found: {path}")
             with safe_open(str(path), framework="numpy") as handle:
                 t, h, w, _ = handle.get_slice("frames").get_shape()
-            refs.append(_ClipRef(clip_id, (t, h, w), lambda c=clip_id: clips.load(c)))
+            refs.append(
+                _ClipRef(
+                    clip_id,
+                    (t, h, w),
+                    lambda c=clip_id: clips.load(c),
+                    lambda num, p=path: _read_frames(p, num),
+                )
+            )
         return refs
     refs = []
     for clip in clips:
         if not clip.id:
             raise ValueError("clips: every clip needs meta['id'] to be cached")
-        refs.append(_ClipRef(clip.id, (clip.num_frames, clip.height, clip.width), lambda c=clip: c))
+        refs.append(
+            _ClipRef(
+                clip.id,
+                (clip.num_frames, clip.height, clip.width),
+                lambda c=clip: c,
+                lambda num, c=clip: c.frames[:num],
+            )
+        )
     ids = [r.clip_id for r in refs]
     if len(set(ids)) != len(ids):
         raise ValueError("clips: duplicate clip ids")
@@ -207,6 +236,7 @@ def extract_to_store(
             seed=seed,
         )
         inputs = None
+        digest = frames_digest(ref.first_frames(t))
         for chunk in _chunks(ts, timestep_batch):
             chunk_ts: list[int | None] = [None] if chunk is None else list(chunk)
             missing = [
@@ -215,7 +245,14 @@ def extract_to_store(
                 for lay in layer_list
                 if not store.has(replace(base, layer=lay, timestep=tt))
             ]
-            skipped += len(layer_list) * len(chunk_ts) - len(missing)
+            present = [
+                replace(base, layer=lay, timestep=tt)
+                for tt in chunk_ts
+                for lay in layer_list
+                if (lay, tt) not in missing
+            ]
+            _check_same_frames(store, present[:1], digest, ref.clip_id)
+            skipped += len(present)
             if not missing:
                 continue
             if inputs is None:
@@ -227,7 +264,11 @@ def extract_to_store(
             items = []
             for lay, tt in missing:
                 f = feats[(lay, tt)]
-                meta = {"feature_shape": list(f.tokens.shape[1:4]), "backbone_name": backbone.name}
+                meta = {
+                    "feature_shape": list(f.tokens.shape[1:4]),
+                    "backbone_name": backbone.name,
+                    "frames_sha256": digest,
+                }
                 items.append((replace(base, layer=lay, timestep=tt), f.tokens, f.frame_index, meta))
             store.put_many(items)
             computed += len(items)
@@ -244,6 +285,20 @@ def extract_to_store(
     if merge:
         _finish(store, rank, world_size)
     return summary
+
+
+def _check_same_frames(
+    store: FeatureStore, keys: list[FeatureKey], digest: str, clip_id: str
+) -> None:
+    """Refuse to reuse cached entries computed from other frames under the same clip id."""
+    for key in keys:
+        entry = store.entry(key)
+        stored = None if entry is None else entry.meta.get("frames_sha256")
+        if stored is not None and stored != digest:
+            raise ValueError(
+                f"clip {clip_id!r}: the cache {store.root} holds features of a different clip "
+                "with the same id (frames differ); use another --out cache or unique clip ids"
+            )
 
 
 def _finish(store: FeatureStore, rank: int, world_size: int) -> None:

@@ -206,6 +206,11 @@ class FeatureStore:
     def _entry(self, key: FeatureKey) -> dict[str, Any] | None:
         return self._index["entries"].get(key.digest)
 
+    def entry(self, key: FeatureKey) -> StoreEntry | None:
+        """The manifest entry of ``key`` (``None`` if absent)."""
+        entry = self._entry(key)
+        return None if entry is None else _to_entry(entry)
+
     def has(self, key: FeatureKey) -> bool:
         """True if ``key`` is indexed and its shard file exists (checksum checked on read)."""
         entry = self._entry(key)
@@ -227,15 +232,7 @@ class FeatureStore:
         for entry in self._index["entries"].values():
             key = FeatureKey.from_dict(entry["key"])
             if all(getattr(key, name) == _normalise(value) for name, value in filters.items()):
-                out.append(
-                    StoreEntry(
-                        key=key,
-                        shard=entry["shard"],
-                        shape=tuple(entry["shape"]),
-                        dtype=entry["dtype"],
-                        meta=entry.get("meta", {}),
-                    )
-                )
+                out.append(_to_entry(entry, key))
         return out
 
     def keys(self, **filters: Any) -> list[FeatureKey]:
@@ -406,6 +403,16 @@ class FeatureStore:
     def clear_corrupt(self) -> None:
         """Delete the ``corrupt/`` folder of quarantined shards."""
         shutil.rmtree(self.root / CORRUPT, ignore_errors=True)
+
+
+def _to_entry(entry: dict[str, Any], key: FeatureKey | None = None) -> StoreEntry:
+    return StoreEntry(
+        key=key or FeatureKey.from_dict(entry["key"]),
+        shard=entry["shard"],
+        shape=tuple(entry["shape"]),
+        dtype=entry["dtype"],
+        meta=entry.get("meta", {}),
+    )
 
 
 def _remove_shard(index: dict[str, Any], shard: str) -> bool:
