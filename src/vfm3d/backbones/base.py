@@ -12,6 +12,12 @@ Extraction (``vfm3d.features.extract``) only talks to this interface:
    ``[N, T', h, w, C]`` tokens (dropping CLS/register/text tokens).
 
 Layer ``i`` always means "the output of block ``i``" (0-based), before any final norm.
+
+Noise convention (added with the extraction runner; adapters follow it and the shared contract
+``tests/backbones/contract.py`` checks it): ``prepare`` draws the noise of the clip batch once
+from ``generator`` and reuses it for every timestep of the call (common random numbers), so the
+features of timestep ``t`` do not depend on which other timesteps share the batch; the cache
+relies on this.
 """
 
 from __future__ import annotations
