@@ -53,7 +53,7 @@ def render_clip(
         ``[T, 3, 3]``, ``cam_to_world`` float64 ``[T, 4, 4]`` (OpenCV, world z-up, metres).
         ``meta`` holds ``id``, ``source="world"``, ``kind``, ``base_kind``, ``layout``, ``fps``,
         ``frame_indices``, ``seed``, ``fov_range_deg``, per-frame ``fov_x_deg``/``fov_y_deg``,
-        ``world_up``, ``ground`` and ``objects`` (class, box ``center``/``size``/``yaw``,
+        ``world_up``, ``ground``, ``lights``, ``ambient`` and ``objects`` (class, box ``center``/``size``/``yaw``,
         ``color``, ``dynamic``, ``parts``, and ``centers``/``yaws`` per frame for movers).
     """
     if kind not in KINDS:
@@ -96,6 +96,11 @@ def render_clip(
             "extent": [round(float(v), 6) for v in world.ground.extent],
             "color": [round(float(c), 4) for c in world.ground.texture.mean_color],
         },
+        "lights": [
+            {"direction": [round(v, 6) for v in d], "intensity": round(i, 6)}
+            for d, i in world.lights
+        ],
+        "ambient": round(world.ambient, 6),
         "objects": [obj.meta() for obj in world.objects],
     }
     clip = Clip(

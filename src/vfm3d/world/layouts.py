@@ -91,6 +91,9 @@ class World:
     """Region (xmin, xmax, ymin, ymax) where objects may stand (inside the room, on the street)."""
     path: Callable[[np.ndarray], _Path] = field(repr=False)
     """The camera path: normalised times ``[S]`` -> eyes, cam_to_world, FoV."""
+    lights: tuple[tuple[tuple[float, float, float], float], ...] = ()
+    """Directional lights: (unit direction towards the light, intensity), fixed for the clip."""
+    ambient: float = 0.32
 
     @property
     def num_frames(self) -> int:
@@ -146,8 +149,19 @@ def _finish(
     horizon, zenith = _sky(rng)
     return World(
         base_kind, base_kind, layout, 0, ground, objects, cams.cam_to_world, cams.fov_x_deg,
-        horizon, zenith, free_bounds, path,
+        horizon, zenith, free_bounds, path, _lights(rng), float(rng.uniform(0.25, 0.4)),
     )  # fmt: skip
+
+
+def _lights(rng: np.random.Generator) -> tuple[tuple[tuple[float, float, float], float], ...]:
+    """A key light (elevation 35-75 deg, any azimuth) and a weaker fill light opposite it."""
+    azimuth = rng.uniform(0.0, 2.0 * np.pi)
+    key = direction_from_angles(azimuth, np.radians(rng.uniform(35.0, 75.0)))
+    fill = direction_from_angles(azimuth + np.pi + rng.uniform(-0.5, 0.5), np.radians(30.0))
+    return (
+        (tuple(float(v) for v in key), float(rng.uniform(0.5, 0.7))),  # type: ignore[misc]
+        (tuple(float(v) for v in fill), float(rng.uniform(0.15, 0.3))),  # type: ignore[misc]
+    )
 
 
 # ---------------------------------------------------------------------- object kind

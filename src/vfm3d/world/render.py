@@ -21,11 +21,6 @@ from vfm3d.world.layouts import World
 
 NEAR = 0.05
 """Hits closer than this z-depth (metres) are ignored."""
-LIGHTS = (
-    (np.array([0.35, 0.25, 0.9]) / np.linalg.norm([0.35, 0.25, 0.9]), 0.6),
-    (np.array([-0.6, -0.45, 0.5]) / np.linalg.norm([-0.6, -0.45, 0.5]), 0.25),
-)
-AMBIENT = 0.32
 _BOX, _SPHERE, _CYLINDER = 0, 1, 2
 _SHAPE_CODE = {"box": _BOX, "sphere": _SPHERE, "cylinder": _CYLINDER}
 
@@ -242,10 +237,10 @@ def _normals(
     return qx * inv_rho, qy * inv_rho, np.where(cap, np.sign(qz), np.float32(0.0))
 
 
-def _light(nx: np.ndarray, ny: np.ndarray, nz: np.ndarray) -> np.ndarray:
-    """Lambertian light factor ``[N]`` for world normals under the fixed lights."""
-    out = np.full(nx.shape, AMBIENT, dtype=np.float32)
-    for direction, intensity in LIGHTS:
+def _light(world: World, nx: np.ndarray, ny: np.ndarray, nz: np.ndarray) -> np.ndarray:
+    """Lambertian light factor ``[N]`` for world normals under the world's fixed lights."""
+    out = np.full(nx.shape, world.ambient, dtype=np.float32)
+    for direction, intensity in world.lights:
         d = [float(v) * intensity for v in direction]
         out += np.maximum(nx * d[0] + ny * d[1] + nz * d[2], 0.0)
     return out
@@ -384,7 +379,7 @@ def _shade_frame(
         qx = cos_yaw * px + sin_yaw * py
         qy = cos_yaw * py - sin_yaw * px
         nx, ny, nz = _normals(shape, qx, qy, qz, g[5:8])
-        light = _light(cos_yaw * nx - sin_yaw * ny, sin_yaw * nx + cos_yaw * ny, nz)
+        light = _light(world, cos_yaw * nx - sin_yaw * ny, sin_yaw * nx + cos_yaw * ny, nz)
         tex = labs - 1  # texture column: 0 ground, 1 + p primitive p
         rgb = textures.evaluate_kind(
             int(kind_of[labs[0]]),
