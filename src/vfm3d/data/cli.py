@@ -206,6 +206,49 @@ def convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- pseudo-gt
+def _pseudo_gt_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a vfm3d clip folder (e.g. the output of `data convert`)")
+    parser.add_argument(
+        "--weights", required=True, help="local VGGT directory (model.safetensors [+ config.json])"
+    )
+    parser.add_argument(
+        "--batch-frames", type=int, help="frames per forward (chunks share frame 0)"
+    )
+    parser.add_argument("--long-side", type=int, help="resize input so its longer side is this")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--overwrite", action="store_true", help="redo clips already done")
+
+
+@subcommand(
+    "pseudo-gt",
+    "store VGGT depth / points / cameras / confidence beside each clip (resumable)",
+    _pseudo_gt_arguments,
+    dataset=False,
+)
+def pseudo_gt(args: argparse.Namespace) -> int:
+    import torch
+
+    from vfm3d.data.pseudo_gt import write_pseudo_gt
+    from vfm3d.models.vggt import VGGT
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = VGGT.from_pretrained(args.weights, device=device)
+    result = write_pseudo_gt(
+        args.folder,
+        model,
+        batch_frames=args.batch_frames,
+        long_side=args.long_side,
+        overwrite=args.overwrite,
+        amp_dtype=torch.bfloat16 if device.startswith("cuda") else None,
+    )
+    print(
+        f"pseudo ground truth: {len(result['written'])} clips written, "
+        f"{len(result['skipped'])} already done, in {args.folder}"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------- dispatcher
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Called by the `vfm3d` dispatcher."""
