@@ -108,6 +108,27 @@ def test_timestep_batch_one_equals_all_in_one() -> None:
         torch.testing.assert_close(together[key].tokens, apart[key].tokens)
 
 
+def test_out_of_memory_halves_the_timestep_batch() -> None:
+    model = FakeDiffusion()
+    sizes = []
+    real_run = model.run
+
+    def run(prepared: Prepared) -> Any:
+        sizes.append(len(prepared.timesteps))
+        if len(prepared.timesteps) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_run(prepared)
+
+    model.run = run
+    feats = extract(model, _frames(), [1], timesteps=[10, 500, 990])
+    assert sizes == [3, 1, 2, 1, 1]
+    reference = extract(FakeDiffusion(), _frames(), [1], timesteps=[10, 500, 990])
+    for key, value in reference.items():
+        torch.testing.assert_close(feats[key].tokens, value.tokens)
+    with pytest.raises(torch.OutOfMemoryError):
+        extract(model, _frames(), [1], timesteps=[10, 500], timestep_batch=2)
+
+
 def test_bare_forward_matches_last_layer() -> None:
     model = FakeDiffusion()
     out = bare_forward(model, _frames(), [749], seed=3)

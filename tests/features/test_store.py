@@ -89,14 +89,27 @@ def test_merge_folds_parts_into_manifest(tmp_path: Path) -> None:
             _key(clip_id=f"c{rank}"), _tokens(rank), torch.arange(3)
         )
     assert sorted(p.name for p in tmp_path.glob("manifest*")) == [
-        "manifest.part-0.json",
-        "manifest.part-1.json",
+        "manifest.part-0.jsonl",
+        "manifest.part-1.jsonl",
     ]
     store = FeatureStore(tmp_path)
     assert len(store) == 2
     assert store.merge() == 2
     assert [p.name for p in tmp_path.glob("manifest*")] == ["manifest.json"]
     assert sorted(k.clip_id for k in FeatureStore(tmp_path).keys()) == ["c0", "c1"]
+
+
+def test_torn_journal_line_is_ignored(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    store.put(_key(layer=0), _tokens(0), torch.arange(3))
+    with open(store.part_path, "a") as journal:  # a crash in the middle of an append
+        journal.write('\n{"shards": {"shards/xx/half.safetensors": {"sha')
+    store.put(_key(layer=1), _tokens(1), torch.arange(3))
+    again = FeatureStore(tmp_path)
+    assert sorted(k.layer for k in again.keys()) == [0, 1]
+    torch.testing.assert_close(
+        again.get(_key(layer=1)).tokens[0].float(), _tokens(1), atol=0.02, rtol=0.01
+    )
 
 
 def test_bad_put_arguments(tmp_path: Path) -> None:

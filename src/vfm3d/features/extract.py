@@ -165,7 +165,8 @@ def extract(
         seed: seeds the noise generator handed to ``backbone.prepare``.
         aux: ground truth for ``needs_geometry`` backbones (``depth``/``valid`` ``[B,T,H,W]``,
             ``intrinsics`` ``[B,T,3,3]``, ``cam_to_world`` ``[B,T,4,4]``).
-        timestep_batch: timesteps per forward (``None`` = all in one batch).
+        timestep_batch: timesteps per forward. ``None`` (default): all in one batch, halved
+            automatically on an out-of-memory error (the noise convention keeps results equal).
         early_exit: stop the forward after the deepest requested layer (default).
 
     Returns:
@@ -180,10 +181,24 @@ def extract(
     num_clips, num_frames = frames.shape[:2]
     frame_index = backbone.grid.frame_index(num_frames)
     out: FeatureDict = {}
-    for chunk in _chunks(ts, timestep_batch):
-        with torch.no_grad():
-            prepared = backbone.prepare(frames, chunk, _make_generator(seed, frames.device), aux)
-            grids = capture_layers(backbone, prepared, layer_list, early_exit=early_exit)
+    pending = _chunks(ts, timestep_batch)
+    while pending:
+        chunk = pending.pop(0)
+        try:
+            with torch.no_grad():
+                generator = _make_generator(seed, frames.device)
+                prepared = backbone.prepare(frames, chunk, generator, aux)
+                grids = capture_layers(backbone, prepared, layer_list, early_exit=early_exit)
+        except torch.OutOfMemoryError:
+            if timestep_batch is not None or chunk is None or len(chunk) == 1:
+                raise
+            # Automatic batching: halve the timestep batch and retry (same noise, same result).
+            prepared = grids = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = len(chunk) // 2
+            pending[:0] = [chunk[:half], chunk[half:]]
+            continue
         for index, grid in grids.items():
             _split_timesteps(out, grid, index, chunk, num_clips, frame_index, prepared)
     return out

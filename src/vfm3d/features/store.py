@@ -3,14 +3,15 @@
 Layout of a cache folder::
 
     manifest.json                 merged index (replaced atomically)
-    manifest.part-<rank>.json     entries written by one rank since the last merge (atomic)
+    manifest.part-<rank>.jsonl    journal of one rank since the last merge (one fsynced line per shard)
     shards/<ab>/<hash>.safetensors  one shard per put: tokens + frame_index of one or more entries
 
 A result is keyed by `FeatureKey` (backbone fingerprint, layer, timestep, clip id, input size,
 frame indices, seed); ``FeatureKey.digest`` is its stable string hash. Each shard is written
 under a temporary name and renamed when complete, then the rank's manifest part is replaced
-atomically, so a crash at any moment leaves a consistent cache: a rerun redoes only what is
-missing. The index seen by readers is ``manifest.json`` united with every part file, so entries
+then a line naming it and its entries is appended (and fsynced) to the rank's journal, so a
+crash at any moment leaves a consistent cache (a torn last journal line is ignored): a rerun
+redoes only what is missing. The index seen by readers is ``manifest.json`` united with every part file, so entries
 of a crashed or still running rank are visible; `FeatureStore.merge` folds the parts into
 ``manifest.json`` (rank 0 does it at the end of a distributed run).
 
@@ -38,7 +39,7 @@ from typing import Any
 import torch
 
 from vfm3d.features.extract import Features
-from vfm3d.utils.atomic import atomic_path, atomic_write_json
+from vfm3d.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
 MANIFEST = "manifest.json"
 PART_PREFIX = "manifest.part-"
@@ -138,7 +139,24 @@ def _empty_index() -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "shards": {}, "entries": {}}
 
 
+def _read_journal(path: Path) -> dict[str, Any]:
+    """A rank's journal: one JSON index fragment per line; torn (unparsable) lines are skipped."""
+    index = _empty_index()
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a write cut short by a crash: its shard is simply recomputed
+        index["shards"].update(record.get("shards", {}))
+        index["entries"].update(record.get("entries", {}))
+    return index
+
+
 def _read_index(path: Path) -> dict[str, Any]:
+    if path.suffix == ".jsonl":
+        return _read_journal(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -161,7 +179,7 @@ class FeatureStore:
         path: the cache folder (created if missing).
         dtype: storage dtype of new entries: ``"float16"`` (default), ``"bfloat16"`` or
             ``"float32"``.
-        rank: writer rank; each rank writes its own ``manifest.part-<rank>.json``.
+        rank: writer rank; each rank appends to its own ``manifest.part-<rank>.jsonl``.
         verify_on_read: check each shard's sha256 the first time it is read.
     """
 
@@ -187,21 +205,19 @@ class FeatureStore:
     # ------------------------------------------------------------------ index
     @property
     def part_path(self) -> Path:
-        return self.root / f"{PART_PREFIX}{self.rank}.json"
+        return self.root / f"{PART_PREFIX}{self.rank}.jsonl"
 
     def _index_files(self) -> list[Path]:
         files = [self.root / MANIFEST] if (self.root / MANIFEST).is_file() else []
-        return files + sorted(self.root.glob(f"{PART_PREFIX}*.json"))
+        return files + sorted(self.root.glob(f"{PART_PREFIX}*.jsonl"))
 
     def reload(self) -> None:
-        """Re-read ``manifest.json`` and every part file."""
+        """Re-read ``manifest.json`` and every rank's journal."""
         self._index = _empty_index()
         for path in self._index_files():
             data = _read_index(path)
             self._index["shards"].update(data["shards"])
             self._index["entries"].update(data["entries"])
-        own = self.part_path
-        self._own = _read_index(own) if own.is_file() else _empty_index()
 
     def _entry(self, key: FeatureKey) -> dict[str, Any] | None:
         return self._index["entries"].get(key.digest)
@@ -288,11 +304,14 @@ class FeatureStore:
         shard_info = {"sha256": checksum, "bytes": (self.root / shard).stat().st_size}
         for entry in new_entries.values():
             entry["shard"] = shard
-        for index in (self._own, self._index):
-            index["shards"][shard] = shard_info
-            index["entries"].update(new_entries)
+        self._index["shards"][shard] = shard_info
+        self._index["entries"].update(new_entries)
         self._verified.add(shard)
-        atomic_write_json(self.part_path, self._own, indent=None)
+        record = json.dumps({"shards": {shard: shard_info}, "entries": new_entries})
+        with open(self.part_path, "a", encoding="utf-8") as journal:
+            journal.write("\n" + record + "\n")  # leading newline isolates a torn previous line
+            journal.flush()
+            os.fsync(journal.fileno())
         return shard
 
     # ------------------------------------------------------------------ reading
@@ -371,9 +390,11 @@ class FeatureStore:
         for path in self._index_files():
             data = _read_index(path)
             if _remove_shard(data, shard):
-                atomic_write_json(path, data, indent=None if path != self.root / MANIFEST else 2)
+                if path.suffix == ".jsonl":
+                    atomic_write_text(path, json.dumps(data) + "\n")
+                else:
+                    atomic_write_json(path, data)
         _remove_shard(self._index, shard)
-        _remove_shard(self._own, shard)
 
     # ------------------------------------------------------------------ merging
     def merge(self) -> int:
