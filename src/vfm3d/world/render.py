@@ -162,8 +162,7 @@ def _hit_box(
         az, bz = (-h[2] - oz) * iz, (h[2] - oz) * iz
         t_near = np.maximum(np.maximum(np.minimum(ax, bx), np.minimum(ay, by)), np.minimum(az, bz))
         t_far = np.minimum(np.minimum(np.maximum(ax, bx), np.maximum(ay, by)), np.maximum(az, bz))
-    t_near[(t_near > t_far) | (t_near <= NEAR)] = np.inf
-    t_near[np.isnan(t_near)] = np.inf
+    np.copyto(t_near, np.float32(np.inf), where=~((t_near <= t_far) & (t_near > NEAR)))  # + NaN
     return t_near
 
 
@@ -180,7 +179,7 @@ def _hit_sphere(
     disc = b * b - dd * (o[0] * o[0] + o[1] * o[1] + o[2] * o[2] - r * r)
     with np.errstate(invalid="ignore"):
         t = (-b - np.sqrt(disc)) / dd
-    t[~(t > NEAR)] = np.inf  # also NaN (disc < 0)
+    np.copyto(t, np.float32(np.inf), where=~(t > NEAR))  # also NaN (disc < 0)
     return t
 
 
@@ -200,14 +199,14 @@ def _hit_cylinder(
     with np.errstate(invalid="ignore", divide="ignore"):
         t = (-b - np.sqrt(disc)) / dxy
     z = o[2] + t * dz
-    t[~((np.abs(z) <= hz) & (t > NEAR))] = np.inf
+    np.copyto(t, np.float32(np.inf), where=~((np.abs(z) <= hz) & (t > NEAR)))
     if abs(o[2]) > hz:  # the camera is above (below) the cylinder: the top (bottom) cap can show
         plane = hz if o[2] > 0 else -hz
         with np.errstate(divide="ignore", invalid="ignore"):
             t_cap = (plane - o[2]) / dz
         px, py = o[0] + t_cap * dx, o[1] + t_cap * dy
         cap = (t_cap > NEAR) & (px * px + py * py <= r * r) & (t_cap < t)
-        t[cap] = t_cap[cap]
+        np.copyto(t, t_cap, where=cap)
     return t
 
 
@@ -281,8 +280,8 @@ def render_frame(
         gx, gy = eye[0] + t_g * dx, eye[1] + t_g * dy
         x0, x1, y0, y1 = (float(v) for v in world.ground.extent)
         hit = (t_g > NEAR) & (gx >= x0) & (gx <= x1) & (gy >= y0) & (gy <= y1)
-        tbuf[hit] = t_g[hit]
-        ids[hit] = 0
+        np.copyto(tbuf, t_g, where=hit)
+        np.copyto(ids, np.int16(0), where=hit)
 
     prims = _prims_at(world, frame)
     if len(prims.shape) >= np.iinfo(np.int16).max:
@@ -306,8 +305,8 @@ def render_frame(
             t = _hit_cylinder(o, dx[block], dy[block], dz[block], dxy[block], h[0], h[2])
         tb = tbuf[block]
         closer = t < tb
-        tb[closer] = t[closer]
-        ids[block][closer] = k + 1
+        np.copyto(tb, t, where=closer)
+        np.copyto(ids[block], np.int16(k + 1), where=closer)
 
     return _shade_frame(world, prims, eye, dx, dy, dz, dd, tbuf, ids)
 
@@ -392,8 +391,10 @@ def _shade_frame(
         for c in range(3):
             out[c, a:b] = rgb[c] * light
 
-    rgb8 = np.empty((height * width, 3), dtype=np.uint8)
-    rgb8[order] = (np.clip(out, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8).T
+    rgb_sorted = (np.clip(out, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    unsort = np.empty_like(order)
+    unsort[order] = np.arange(len(order))
+    rgb8 = np.stack([rgb_sorted[c, unsort] for c in range(3)], axis=-1)
     valid = ids >= 0
     dyn_table = np.concatenate([[False, False], prims.dynamic])
     return FrameBuffers(

@@ -103,21 +103,29 @@ def _rgb_to_hue(rgb: np.ndarray) -> float:
     return h / 6.0
 
 
-def hash3(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: int | np.ndarray) -> np.ndarray:
-    """Deterministic 32-bit hash ``uint32`` of integer lattice coordinates (int32 arrays);
-    ``seed`` an int or a uint32 array of the same shape."""
-    h = (
-        ix.view(np.uint32) * np.uint32(0x8DA6B343)
-        ^ iy.view(np.uint32) * np.uint32(0xD8163841)
-        ^ iz.view(np.uint32) * np.uint32(0xCB1AB31F)
-        ^ (np.uint32(seed & 0xFFFFFFFF) if isinstance(seed, int) else seed)
-    )
+_HASH_X, _HASH_Y, _HASH_Z = np.uint32(0x8DA6B343), np.uint32(0xD8163841), np.uint32(0xCB1AB31F)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """Avalanche a uint32 array in place (xor-shift-multiply finaliser) and return it."""
     h ^= h >> np.uint32(15)
     h *= np.uint32(0x2C1B3C6D)
     h ^= h >> np.uint32(12)
     h *= np.uint32(0x297A2D39)
     h ^= h >> np.uint32(15)
     return h
+
+
+def hash3(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: int | np.ndarray) -> np.ndarray:
+    """Deterministic 32-bit hash ``uint32`` of integer lattice coordinates (int32 arrays);
+    ``seed`` an int or a uint32 array of the same shape."""
+    seed_u = np.uint32(seed & 0xFFFFFFFF) if isinstance(seed, int) else seed
+    return _mix(
+        ix.view(np.uint32) * _HASH_X
+        ^ iy.view(np.uint32) * _HASH_Y
+        ^ iz.view(np.uint32) * _HASH_Z
+        ^ seed_u
+    )
 
 
 def _unit(h: np.ndarray) -> np.ndarray:
@@ -130,21 +138,32 @@ def _lattice(v: np.ndarray) -> np.ndarray:
 
 
 def value_noise(x: np.ndarray, y: np.ndarray, z: np.ndarray, seed: int | np.ndarray) -> np.ndarray:
-    """Trilinear value noise with smoothstep fade; lattice spacing 1; values in [0, 1)."""
+    """Trilinear value noise with smoothstep fade; lattice spacing 1; values in [0, 1).
+
+    Corner values are `hash3` of the lattice corners (per-axis products computed once).
+    """
     fx, fy, fz = np.floor(x), np.floor(y), np.floor(z)
     tx, ty, tz = x - fx, y - fy, z - fz
     tx = tx * tx * (3.0 - 2.0 * tx)
     ty = ty * ty * (3.0 - 2.0 * ty)
     tz = tz * tz * (3.0 - 2.0 * tz)
-    ix, iy, iz = fx.astype(np.int32), fy.astype(np.int32), fz.astype(np.int32)
-    ix1, iy1, iz1 = ix + 1, iy + 1, iz + 1
-    out = np.zeros_like(x)
-    for cx, wx in ((ix, 1.0 - tx), (ix1, tx)):
-        for cy, wy in ((iy, 1.0 - ty), (iy1, ty)):
-            wxy = wx * wy
-            for cz, wz in ((iz, 1.0 - tz), (iz1, tz)):
-                out += wxy * wz * _unit(hash3(cx, cy, cz, seed))
-    return out
+    seed_u = np.uint32(seed & 0xFFFFFFFF) if isinstance(seed, int) else seed
+    hx0 = fx.astype(np.int32).view(np.uint32) * _HASH_X ^ seed_u
+    hx1 = hx0 ^ seed_u
+    hx1 += _HASH_X
+    hx1 ^= seed_u  # (ix + 1) * A ^ seed
+    hy0 = fy.astype(np.int32).view(np.uint32) * _HASH_Y
+    hz0 = fz.astype(np.int32).view(np.uint32) * _HASH_Z
+    hy1, hz1 = hy0 + _HASH_Y, hz0 + _HASH_Z
+    lerp_x = []
+    for hx in (hx0, hx1):
+        lerp_y = []
+        for hy in (hy0, hy1):
+            hxy = hx ^ hy
+            v0, v1 = _unit(_mix(hxy ^ hz0)), _unit(_mix(hxy ^ hz1))
+            lerp_y.append(v0 + (v1 - v0) * tz)
+        lerp_x.append(lerp_y[0] + (lerp_y[1] - lerp_y[0]) * ty)
+    return lerp_x[0] + (lerp_x[1] - lerp_x[0]) * tx
 
 
 _N_WAVES = 3
@@ -176,7 +195,8 @@ def texture_params(textures: list[Texture]) -> tuple[np.ndarray, np.ndarray, np.
 def evaluate_kind(
     kind: int, p: np.ndarray, seeds: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Albedo channels ``(r, g, b)`` (each ``[N]`` float32 in [0, 1]) of textures of one kind.
+    """Albedo channels ``(r, g, b)`` (each ``[N]`` float32, about [0, 1.25]: clip after shading)
+    of textures of one kind.
 
     ``kind`` indexes `TEXTURE_KINDS`; ``p`` ``[N_PARAMS, N]`` (or ``[N_PARAMS, 1]``) per-point
     texture parameters, ``seeds`` uint32 ``[N]`` (or ``[1]``); ``x, y, z`` ``[N]`` float32 points
@@ -204,8 +224,7 @@ def evaluate_kind(
         k = 14 + 4 * w
         detail += p[13] * np.sin(x * p[k] + y * p[k + 1] + z * p[k + 2] + p[k + 3])
     return tuple(  # type: ignore[return-value]
-        np.clip((p[4 + c] + (p[7 + c] - p[4 + c]) * weights[c]) * detail, 0.0, 1.0)
-        for c in range(3)
+        (p[4 + c] + (p[7 + c] - p[4 + c]) * weights[c]) * detail for c in range(3)
     )
 
 
@@ -214,4 +233,4 @@ def evaluate(texture: Texture, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> n
     params, kinds, seeds = texture_params([texture])
     f32 = np.float32
     rgb = evaluate_kind(int(kinds[0]), params, seeds, x.astype(f32), y.astype(f32), z.astype(f32))
-    return np.stack(rgb, axis=1)
+    return np.clip(np.stack(rgb, axis=1), 0.0, 1.0)
