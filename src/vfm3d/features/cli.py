@@ -84,7 +84,6 @@ def main(args: argparse.Namespace) -> int:
     from vfm3d.features.runner import extract_to_store, rank_from_env
     from vfm3d.features.store import FeatureStore
 
-    torch.set_num_threads(int(os.environ.get("VFM3D_THREADS", torch.get_num_threads())))
     rank, world_size = rank_from_env()
     if args.merge:
         total = FeatureStore(args.out).merge()
@@ -107,6 +106,7 @@ def main(args: argparse.Namespace) -> int:
             dist.init_process_group("gloo", timeout=datetime.timedelta(hours=12))
         if device.startswith("cuda") and ":" not in device:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+            torch.cuda.set_device(device)
     folder = ClipFolder(args.data)
     backbone = load(
         args.backbone,

@@ -215,7 +215,8 @@ def extract_to_store(
     computed = skipped = forwards = 0
     from tqdm.auto import tqdm
 
-    bar = tqdm(refs, desc=f"extract {backbone.name}", unit="clip", disable=not progress)
+    desc = f"extract {backbone.name}" + (f" [rank {rank}]" if world_size > 1 else "")
+    bar = tqdm(refs, desc=desc, unit="clip", disable=not progress, position=rank)
     for ref in bar:
         t_avail, h, w = ref.shape
         t = choose_num_frames(backbone, t_avail, num_frames)
