@@ -118,8 +118,12 @@ def main(args: argparse.Namespace) -> int:
     layers = list(range(backbone.num_layers)) if args.layers == "all" else args.layers
     store = FeatureStore(args.out, dtype=args.store_dtype, rank=rank)
     if args.verify:
-        bad = store.verify()
-        print(f"verify: {len(bad)} corrupt shards dropped" + (f": {bad}" if bad else ""))
+        if rank == 0 or not distributed:  # one verifier: dropping rewrites the index files
+            bad = store.verify()
+            print(f"verify: {len(bad)} corrupt shards dropped" + (f": {bad}" if bad else ""))
+        if distributed:
+            torch.distributed.barrier()
+            store.reload()
     try:
         summary = extract_to_store(
             store,
