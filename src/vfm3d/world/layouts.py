@@ -401,7 +401,10 @@ def _add_movers(rng: np.random.Generator, world: World, frames: int) -> None:
     times = normalised_times(frames)
     x0, x1, y0, y1 = world.free_bounds
     keep = {id(world.objects[0])} if on_object else set()
-    for _ in range(int(rng.integers(1, 4))):
+    wanted, placed = int(rng.integers(1, 4)), 0
+    for _ in range(wanted + 4):  # a few extra attempts so that at least one mover is placed
+        if placed >= wanted:
+            break
         cls = str(rng.choice(classes))
         scale = float(rng.uniform(0.35, 0.7)) if on_object else 1.0
         mover = make_object(cls, rng, frames, (0.0, 0.0), 0.0, scale)
@@ -445,6 +448,7 @@ def _add_movers(rng: np.random.Generator, world: World, frames: int) -> None:
         mover.origins[:, :2] = start[None, :] + (times[:, None] - 0.5) * step[None, :]
         mover.yaws[:] = yaw0 + spin * times
         world.objects.append(mover)
+        placed += 1
 
 
 def _conflicts(
