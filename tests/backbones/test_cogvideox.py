@@ -128,3 +128,24 @@ def test_from_pretrained_with_stored_embedding(
     b = extract(reference, _frames(), [1], timesteps=[749], seed=0)
     torch.testing.assert_close(a[(1, 749)].tokens, b[(1, 749)].tokens)
     assert loaded.fingerprint == reference.fingerprint
+
+
+def test_from_pretrained_computes_empty_prompt_with_t5(
+    tiny_cog: cogvideox.CogVideoXBackbone, tmp_path: Path
+) -> None:
+    """CogVideoX encodes "" padded to max_text_seq_length and, unlike Wan, keeps the pad outputs."""
+    from transformers import T5Config, T5EncoderModel
+
+    from tests.backbones.test_wan import save_tiny_tokenizer, tiny_t5_kwargs
+
+    tiny_cog.transformer.save_pretrained(tmp_path / "transformer")
+    tiny_cog.vae.save_pretrained(tmp_path / "vae")
+    save_tiny_tokenizer(tmp_path / "tokenizer")
+    torch.manual_seed(0)
+    T5EncoderModel(T5Config(**tiny_t5_kwargs())).save_pretrained(tmp_path / "text_encoder")
+    loaded = cogvideox.from_pretrained(tmp_path)
+    encoder = T5EncoderModel.from_pretrained(tmp_path / "text_encoder").eval()
+    ids = torch.tensor([[1, 0, 0, 0, 0, 0, 0, 0]])  # </s> then padding to 8 tokens
+    with torch.no_grad():
+        direct = encoder(ids).last_hidden_state
+    torch.testing.assert_close(loaded.prompt_tensor("embeds"), direct)

@@ -112,6 +112,18 @@ def test_grid_is_the_patch_embedding_order(tiny_wan: wan.WanBackbone) -> None:
     torch.testing.assert_close(grid, conv.permute(0, 2, 3, 4, 1))
 
 
+def test_value_mode_with_unipc_gives_exact_timesteps() -> None:
+    backbone = wan.tiny(seed=0, timestep_mode="value")  # default scheduler: UniPC, flow shift 3
+    frames = _frames()
+    prepared = backbone.prepare(frames, [749, 250], torch.Generator().manual_seed(1))
+    z = backbone.encode(frames)
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(1))
+    assert prepared.batch["timestep"].tolist() == [749, 250]
+    for i, sigma in enumerate((0.749, 0.25)):
+        expected = (1 - sigma) * z + sigma * noise
+        torch.testing.assert_close(prepared.batch["hidden_states"][i : i + 1], expected)
+
+
 def test_real_1_3b_config_has_1_4b_parameters() -> None:
     from diffusers import WanTransformer3DModel
 
@@ -158,10 +170,10 @@ def test_wrong_stored_embedding_width_refused(tiny_wan: wan.WanBackbone, tmp_pat
         wan.from_pretrained(tmp_path)
 
 
-def _tiny_umt5(folder: Path) -> None:
-    """A tiny UMT5 encoder + a WordLevel fast tokenizer appending </s> (built offline)."""
+def save_tiny_tokenizer(folder: Path) -> None:
+    """A WordLevel fast tokenizer appending </s> (pad 0, eos 1), built offline, saved to ``folder``."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "cat": 4}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -172,21 +184,31 @@ def _tiny_umt5(folder: Path) -> None:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
     )
-    fast.save_pretrained(folder / "tokenizer")
-    config = UMT5Config(
-        vocab_size=8,
-        d_model=16,
-        d_kv=8,
-        d_ff=32,
-        num_layers=1,
-        num_heads=2,
-        relative_attention_num_buckets=8,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
+    fast.save_pretrained(folder)
+
+
+def tiny_t5_kwargs() -> dict:
+    """Config of a 1-layer, 16-wide (U)T5 encoder over `save_tiny_tokenizer`'s vocabulary."""
+    return {
+        "vocab_size": 8,
+        "d_model": 16,
+        "d_kv": 8,
+        "d_ff": 32,
+        "num_layers": 1,
+        "num_heads": 2,
+        "relative_attention_num_buckets": 8,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+    }
+
+
+def _tiny_umt5(folder: Path) -> None:
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    save_tiny_tokenizer(folder / "tokenizer")
     torch.manual_seed(0)
-    UMT5EncoderModel(config).save_pretrained(folder / "text_encoder")
+    UMT5EncoderModel(UMT5Config(**tiny_t5_kwargs())).save_pretrained(folder / "text_encoder")
 
 
 def test_from_pretrained_computes_empty_prompt_with_text_encoder(

@@ -171,7 +171,7 @@ def resolve_timesteps(
     shift = _flow_shift(sched)
     sigmas = torch.tensor([int(t) / n_train for t in timesteps], dtype=torch.float64)
     unshifted = sigmas / (shift - (shift - 1.0) * sigmas)
-    sched.set_timesteps(sigmas=unshifted.tolist())
+    sched.set_timesteps(sigmas=unshifted.numpy())
     # The table's timesteps are sigma * n_train up to rounding (UniPC truncates to int): pin them to
     # the requested values so the model sees exactly t and the scheduler's lookup finds them.
     exact = torch.tensor([int(t) for t in timesteps], dtype=sched.timesteps.dtype)
