@@ -77,6 +77,11 @@ def test_cli_extract_rerun_skips_and_reports(tmp_path: Path, capsys) -> None:
     assert "0 entries computed, 6 skipped" in capsys.readouterr().out
     assert (tmp_path / "cache" / "manifest.json").is_file()
     assert not list((tmp_path / "cache").glob("manifest.part-*"))
+    shard = next((tmp_path / "cache" / "shards").glob("*/*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-3] + b"bad")
+    assert vfm3d_main([*_args(data, tmp_path / "cache"), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "verify: 1 corrupt shards dropped" in out and "3 entries computed, 3 skipped" in out
 
 
 def test_cli_clear_errors(tmp_path: Path, capsys) -> None:
