@@ -21,8 +21,9 @@ Timestep conventions (``timestep_mode``):
   (DDIM, trailing) -> model timestep 250.
 - ``"value"``: ``t`` is the model timestep value itself (0..num_train_timesteps-1, larger = noisier).
   DDPM/DDIM: ``add_noise`` at ``t`` directly. Flow matching: sigma = ``t / num_train_timesteps``
-  (the relation diffusers' flow schedulers use between timesteps and sigmas); the scheduler is given
-  a one-step schedule holding exactly that sigma and its own ``scale_noise``/``add_noise`` is used.
+  (the relation diffusers' flow schedulers use between timesteps and sigmas); a copy of the
+  scheduler is given a schedule holding exactly those sigmas (its static shift undone first) and
+  timesteps, and its own ``scale_noise``/``add_noise`` is used.
 
 Either way ``Prepared.info["model_timesteps"]`` records the timestep values the transformer saw.
 """
