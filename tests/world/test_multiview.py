@@ -157,20 +157,52 @@ def test_reprojection_detects_wrong_cameras() -> None:
             assert_exact(bad)
 
 
-def test_dynamic_pixels_move() -> None:
-    """Dynamic clips mark moving objects, and those pixels do not satisfy the static property."""
-    marked = 0
+def _consistent_fraction(clip: Clip, masks: np.ndarray) -> tuple[int, int]:
+    """(consistent, total) over pixels ``masks[i]`` of frame i reprojected (static assumption)
+    into frame j for the pairs in PAIRS: consistent = frame j shows a surface at that depth."""
+    consistent = total = 0
+    for i, j in PAIRS:
+        v, u = np.nonzero(masks[i])
+        pts = _unproject(
+            clip.depth[i][v, u].astype(np.float64),
+            u.astype(float),
+            v.astype(float),
+            clip.intrinsics[i],
+        )
+        cam = _transform(_world_to_cam(clip.cam_to_world[j]), _transform(clip.cam_to_world[i], pts))
+        cam = cam[cam[:, 2] > 0.1]
+        proj = (clip.intrinsics[j].astype(np.float64) @ cam.T).T
+        uj, vj = (
+            np.round(proj[:, 0] / proj[:, 2]).astype(int),
+            np.round(proj[:, 1] / proj[:, 2]).astype(int),
+        )
+        inside = (uj >= 0) & (uj < clip.width) & (vj >= 0) & (vj < clip.height)
+        z, uj, vj = cam[inside, 2], uj[inside], vj[inside]
+        same = clip.valid[j][vj, uj] & (np.abs(clip.depth[j][vj, uj] - z) < 0.01 * z)
+        consistent += int(same.sum())
+        total += len(z)
+    return consistent, total
+
+
+def test_dynamic_mask_marks_moving_pixels() -> None:
+    """Every dynamic clip has moving pixels; they (and only they) break the static reprojection."""
+    dyn = [0, 0]
+    static = [0, 0]
     for seed in range(6):
         clip = render_clip("dynamic", seed, T, H, W)
         assert clip.dynamic is not None and clip.valid is not None
+        assert clip.dynamic.any(), seed
         assert not np.any(clip.dynamic & ~clip.valid)
-        marked += int(clip.dynamic.sum())
-        movers = [o for o in clip.meta["objects"] if o["dynamic"]]
-        for obj in movers:
+        for acc, mask in ((dyn, clip.dynamic), (static, clip.valid & ~clip.dynamic)):
+            c, n = _consistent_fraction(clip, mask)
+            acc[0] += c
+            acc[1] += n
+        for obj in (o for o in clip.meta["objects"] if o["dynamic"]):
             centers = np.asarray(obj["centers"])
             assert centers.shape == (T, 3)
             assert np.linalg.norm(centers[-1] - centers[0]) > 0.1
-    assert marked > 0
+    assert dyn[1] > 100 and static[1] > 1000
+    assert dyn[0] / dyn[1] < 0.2 < 0.4 < static[0] / static[1], (dyn, static)
 
 
 def test_reprojection_on_cli_clips(tmp_path) -> None:
