@@ -192,8 +192,8 @@ class Backbone(nn.Module, ABC):
             digest = hashlib.sha256()
             for key, tensor in sorted(self.state_dict().items()):
                 digest.update(key.encode())
-                flat = tensor.detach().to("cpu").contiguous().view(-1)
-                sample = flat[:: max(1, flat.numel() // 4096)].float().numpy().tobytes()
+                flat = tensor.detach().reshape(-1)  # sample on the device, copy ~4096 values
+                sample = flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes()
                 digest.update(sample)
                 digest.update(str(tuple(tensor.shape)).encode())
             self._fingerprint = f"{self.name}-{digest.hexdigest()[:16]}"
