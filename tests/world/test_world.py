@@ -294,3 +294,17 @@ def test_camera_never_inside_objects(kind: str) -> None:
                 center = obj["centers"][t] if obj["dynamic"] else obj["center"]
                 yaw = obj["yaws"][t] if obj["dynamic"] else obj["yaw"]
                 assert not _inside_box(eye, center, obj["size"], yaw, 0.1), (seed, obj["class"], t)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_frame_count_only_changes_sampling(kind: str) -> None:
+    """A clip of 4 frames shows the same world and path as every other frame of 7 frames."""
+    short = render_clip(kind, 21, 4, 24, 32)
+    long = render_clip(kind, 21, 7, 24, 32)
+    sub = long.subset([0, 2, 4, 6])
+    np.testing.assert_allclose(short.cam_to_world, sub.cam_to_world, atol=1e-9)
+    np.testing.assert_allclose(short.intrinsics, sub.intrinsics, rtol=1e-6)
+    np.testing.assert_array_equal(short.valid, sub.valid)
+    np.testing.assert_allclose(short.depth, sub.depth, rtol=1e-5)
+    assert np.abs(short.frames.astype(int) - sub.frames).max() <= 1
+    assert short.meta["objects"][0]["class"] == long.meta["objects"][0]["class"]
