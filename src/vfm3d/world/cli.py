@@ -28,12 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
     from vfm3d.world.generate import generate_dataset
     from vfm3d.world.preview import contact_sheet
 
-    torch.set_num_threads(1)
     if args.clips < 1:
         raise ValueError(f"--clips must be >= 1, got {args.clips}")
     if args.frames < 1:
