@@ -134,3 +134,86 @@ def test_from_pretrained_with_stored_embedding(
     )
     c = extract(altered, _frames(), [1], timesteps=[749], seed=0)
     torch.testing.assert_close(c[(1, 749)].tokens, b[(1, 749)].tokens)
+
+
+def _tiny_text_encoders(folder: Path) -> None:
+    """Character-level tokenizers (so the prompt template outlasts its 95-token crop), a 2-layer
+    Llama and a 1-layer CLIP text model, all tiny and built offline."""
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        LlamaConfig,
+        LlamaModel,
+        PreTrainedTokenizerFast,
+    )
+
+    chars = sorted(set(DEFAULT_PROMPT_TEMPLATE["template"]))
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{c: i + 3 for i, c in enumerate(chars)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    fast.save_pretrained(folder / "tokenizer")
+    fast.save_pretrained(folder / "tokenizer_2")
+    ids = {"pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 1, "vocab_size": len(vocab)}
+    torch.manual_seed(0)
+    llama = LlamaConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        **ids,
+    )
+    LlamaModel(llama).save_pretrained(folder / "text_encoder")
+    clip = CLIPTextConfig(
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        projection_dim=8,
+        **ids,
+    )
+    CLIPTextModel(clip).save_pretrained(folder / "text_encoder_2")
+
+
+def test_from_pretrained_computes_empty_prompt_with_text_encoders(
+    tiny_hy: hunyuanvideo.HunyuanVideoBackbone, tmp_path: Path
+) -> None:
+    """Llama hidden state 3rd from last, after the template crop (95), + CLIP's pooled output."""
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import DEFAULT_PROMPT_TEMPLATE
+    from transformers import AutoTokenizer, CLIPTextModel, LlamaModel
+
+    tiny_hy.transformer.save_pretrained(tmp_path / "transformer")
+    tiny_hy.vae.save_pretrained(tmp_path / "vae")
+    _tiny_text_encoders(tmp_path)
+    loaded = hunyuanvideo.from_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
+    crop, length = DEFAULT_PROMPT_TEMPLATE["crop_start"], hunyuanvideo.HUNYUAN_PROMPT_TOKENS
+    text = tokenizer(
+        DEFAULT_PROMPT_TEMPLATE["template"].format(""),
+        max_length=crop + length,
+        padding="max_length",
+        truncation=True,
+        return_tensors="pt",
+    )
+    clip_ids = tokenizer("", max_length=77, padding="max_length", return_tensors="pt").input_ids
+    with torch.no_grad():
+        llama = LlamaModel.from_pretrained(tmp_path / "text_encoder").eval()
+        hidden = llama(
+            input_ids=text.input_ids, attention_mask=text.attention_mask, output_hidden_states=True
+        ).hidden_states[-3]
+        clip = CLIPTextModel.from_pretrained(tmp_path / "text_encoder_2").eval()
+        pooled = clip(clip_ids).pooler_output
+    torch.testing.assert_close(loaded.prompt_tensor("embeds"), hidden[:, crop:])
+    assert torch.equal(loaded.prompt_tensor("mask"), text.attention_mask[:, crop:])
+    torch.testing.assert_close(loaded.prompt_tensor("pooled"), pooled)
+    assert loaded.prompt_tensor("embeds").shape == (1, length, 16)
