@@ -40,6 +40,8 @@ def test_rules_and_grid_come_from_the_configs(tiny_wan: wan.WanBackbone) -> None
     assert tiny_wan.grid.temporal_stride == 4 and tiny_wan.grid.causal_first_frame
     assert tiny_wan.grid.patch_size == (16, 16)
     assert tiny_wan.rules.describe() == "T = 4k+1, H, W multiples of 16"
+    info = tiny_wan.describe()
+    assert info["timestep_mode"] == "index" and info["scheduler"] == "UniPCMultistepScheduler"
     with pytest.raises(UnsupportedInputError, match="T = 4k\\+1"):
         tiny_wan.prepare(_frames(t=8), [749], torch.Generator().manual_seed(0))
 

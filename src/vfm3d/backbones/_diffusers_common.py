@@ -285,6 +285,13 @@ class DiffusersVideoBackbone(Backbone):
     def layer_modules(self) -> Sequence[nn.Module]:
         return self._blocks()
 
+    def describe(self) -> dict[str, Any]:
+        """`Backbone.describe` plus the timestep convention and the scheduler class."""
+        info = super().describe()
+        info["timestep_mode"] = self.timestep_mode
+        info["scheduler"] = type(self.scheduler).__name__
+        return info
+
     # ---------------------------------------------------------------- helpers
     def prompt_tensor(self, key: str) -> torch.Tensor:
         """A stored empty-prompt tensor (batch 1)."""
