@@ -308,3 +308,16 @@ def test_frame_count_only_changes_sampling(kind: str) -> None:
     np.testing.assert_allclose(short.depth, sub.depth, rtol=1e-5)
     assert np.abs(short.frames.astype(int) - sub.frames).max() <= 1
     assert short.meta["objects"][0]["class"] == long.meta["objects"][0]["class"]
+
+
+def test_object_pixel_counts(clips) -> None:
+    """``pixels`` counts each object's visible pixels per frame (movers add up to the mask)."""
+    for (kind, _), clip in clips.items():
+        objs = clip.meta["objects"]
+        counts = np.array([o["pixels"] for o in objs])  # [objects, T]
+        assert counts.shape == (len(objs), T) and np.all(counts >= 0)
+        assert np.all(counts.sum(axis=0) <= clip.valid.sum(axis=(1, 2)))
+        movers = np.array([o["dynamic"] for o in objs])
+        np.testing.assert_array_equal(counts[movers].sum(axis=0), clip.dynamic.sum(axis=(1, 2)))
+        if kind == "object":
+            assert np.all(counts[0] > 0), "the orbited object is always in view"

@@ -15,7 +15,7 @@ import numpy as np
 from vfm3d.clip import INDEX_NAME, Clip, ClipFolder, ClipFolderWriter
 from vfm3d.world.camera import FOV_RANGE_DEG, fov_from_intrinsics, intrinsics_from_fov
 from vfm3d.world.layouts import FPS, KINDS, build_world
-from vfm3d.world.render import render_frame
+from vfm3d.world.render import object_pixel_counts, render_frame
 
 DATASET_KINDS = (*KINDS, "mixed")
 GENERATOR_VERSION = 1
@@ -54,7 +54,8 @@ def render_clip(
         ``meta`` holds ``id``, ``source="world"``, ``kind``, ``base_kind``, ``layout``, ``fps``,
         ``frame_indices``, ``seed``, ``fov_range_deg``, per-frame ``fov_x_deg``/``fov_y_deg``,
         ``world_up``, ``ground``, ``lights``, ``ambient`` and ``objects`` (class, box ``center``/``size``/``yaw``,
-        ``color``, ``dynamic``, ``parts``, and ``centers``/``yaws`` per frame for movers).
+        ``color``, ``dynamic``, ``parts``, ``pixels`` visible per frame, and ``centers``/``yaws`` per
+        frame for movers).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -67,9 +68,11 @@ def render_clip(
     dynamic = np.empty((t, h, w), dtype=bool)
     intrinsics = np.empty((t, 3, 3), dtype=np.float32)
     fovs = []
+    pixels = np.zeros((len(world.objects), t), dtype=np.int64)  # visible pixels per object
     for i in range(t):
         k = intrinsics_from_fov(float(world.fov_x_deg[i]), h, w)
         buffers = render_frame(world, i, k, world.cam_to_world[i], h, w)
+        pixels[:, i] = object_pixel_counts(world, buffers.ids)
         rgb[i], depth[i], valid[i], dynamic[i] = (
             buffers.rgb,
             buffers.depth,
@@ -101,7 +104,10 @@ def render_clip(
             for d, i in world.lights
         ],
         "ambient": round(world.ambient, 6),
-        "objects": [obj.meta() for obj in world.objects],
+        "objects": [
+            {**obj.meta(), "pixels": [int(n) for n in pixels[j]]}
+            for j, obj in enumerate(world.objects)
+        ],
     }
     clip = Clip(
         frames=rgb,

@@ -85,6 +85,13 @@ def _part_table(world: World) -> _PartTable:
     return cache["parts"]
 
 
+def object_pixel_counts(world: World, ids: np.ndarray) -> np.ndarray:
+    """``[num_objects]`` int: pixels of each object in a frame's ``ids`` buffer (see
+    `FrameBuffers`)."""
+    prim = ids[ids >= 1].astype(np.int64) - 1
+    return np.bincount(_part_table(world).obj[prim], minlength=len(world.objects))
+
+
 def _prims_at(world: World, frame: int) -> _Prims:
     table = _part_table(world)
     origins = np.array([obj.origins[frame] for obj in world.objects]).reshape(-1, 3)
