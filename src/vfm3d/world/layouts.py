@@ -46,9 +46,26 @@ OBJECT_CLASSES = (
     "sofa",
     "car",
     "plant",
+    "bed",
+    "tv",
+    "stool",
 )
 SMALL_CLASSES = ("box", "sphere", "cylinder", "plant")
-ROOM_CLASSES = ("table", "chair", "chair", "cabinet", "sofa", "lamp", "plant", "box", "sphere")
+ROOM_CLASSES = (
+    "table",
+    "chair",
+    "chair",
+    "cabinet",
+    "sofa",
+    "lamp",
+    "plant",
+    "box",
+    "sphere",
+    "bed",
+    "tv",
+    "bookshelf",
+    "stool",
+)
 MOVER_CLASSES_OBJECT = ("sphere", "box", "cylinder")
 MOVER_CLASSES_SCENE = ("person", "sphere", "box")
 

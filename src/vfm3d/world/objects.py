@@ -200,6 +200,54 @@ def make_sofa(rng: np.random.Generator, scale: float) -> list[Part]:
     ]
 
 
+def make_bed(rng: np.random.Generator, scale: float) -> list[Part]:
+    w, length = rng.uniform(0.9, 1.8) * scale, rng.uniform(1.9, 2.1) * scale
+    base, head = rng.uniform(0.4, 0.55) * scale, rng.uniform(0.8, 1.1) * scale
+    frame = _tex(rng, length)
+    sheet = random_texture(rng, scale=0.2 * scale, kind=str(rng.choice(["stripes", "cells"])))
+    return [
+        _box((0.0, 0.0, base / 2), (w, length, base), sheet),
+        # the headboard sticks out past the base so that no faces of different textures
+        # coincide (coplanar faces would flicker between views)
+        _box(
+            (0.0, length / 2 + 0.02 * scale, head / 2),
+            (w + 0.04 * scale, 0.08 * scale, head),
+            frame,
+        ),
+    ]
+
+
+def make_tv(rng: np.random.Generator, scale: float) -> list[Part]:
+    w = rng.uniform(0.9, 1.6) * scale
+    h, stand_h = w * 0.58, rng.uniform(0.5, 0.7) * scale
+    cabinet = _tex(rng, w)
+    screen = random_texture(rng, scale=0.1 * scale, kind="noise", base_color=(0.12, 0.12, 0.15))
+    return [
+        _box((0.0, 0.0, stand_h / 2), (w * 1.1, 0.45 * scale, stand_h), cabinet),
+        _box((0.0, 0.0, stand_h + h / 2), (w, 0.06 * scale, h), screen),
+    ]
+
+
+def make_bookshelf(rng: np.random.Generator, scale: float) -> list[Part]:
+    w, d, h = rng.uniform(0.6, 1.2), rng.uniform(0.25, 0.4), rng.uniform(1.2, 2.2)
+    tex = random_texture(rng, scale=0.12 * scale, kind="cells")
+    return [_box((0.0, 0.0, h * scale / 2), (w * scale, d * scale, h * scale), tex)]
+
+
+def make_stool(rng: np.random.Generator, scale: float) -> list[Part]:
+    r, h = rng.uniform(0.15, 0.22) * scale, rng.uniform(0.45, 0.75) * scale
+    tex = _tex(rng, 2 * r)
+    return [
+        Part("cylinder", (0.0, 0.0, h - 0.03 * scale), (2 * r, 2 * r, 0.06 * scale), tex),
+        Part(
+            "cylinder",
+            (0.0, 0.0, (h - 0.06 * scale) / 2),
+            (0.06 * scale,) * 2 + (h - 0.06 * scale,),
+            tex,
+        ),
+    ]
+
+
 def make_car(rng: np.random.Generator, scale: float) -> list[Part]:
     length, width = rng.uniform(3.6, 4.6) * scale, rng.uniform(1.6, 1.9) * scale
     body_h, cabin_h = rng.uniform(0.6, 0.8) * scale, rng.uniform(0.45, 0.6) * scale
@@ -286,6 +334,10 @@ FACTORIES: dict[str, Factory] = {
     "cabinet": make_cabinet,
     "sofa": make_sofa,
     "car": make_car,
+    "bed": make_bed,
+    "tv": make_tv,
+    "bookshelf": make_bookshelf,
+    "stool": make_stool,
     "plant": make_plant,
     "tree": make_tree,
     "streetlight": make_streetlight,
