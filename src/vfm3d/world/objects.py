@@ -318,7 +318,7 @@ def make_pillar(rng: np.random.Generator, scale: float) -> list[Part]:
 def make_building(rng: np.random.Generator, scale: float) -> list[Part]:
     w, d, h = rng.uniform(4.0, 10.0), rng.uniform(5.0, 10.0), rng.uniform(4.0, 15.0)
     tex = random_texture(
-        rng, scale=rng.uniform(0.5, 1.5), kind=str(rng.choice(["checker", "cells"]))
+        rng, scale=rng.uniform(1.0, 2.5), kind=str(rng.choice(["checker", "cells"]))
     )
     return [_box((0.0, 0.0, h / 2), (w * scale, d * scale, h * scale), tex)]
 
