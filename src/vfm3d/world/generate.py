@@ -135,6 +135,15 @@ def clip_kind(kind: str, index: int) -> str:
     return kind
 
 
+def dataset_clip_id(kind: str, seed: int, index: int) -> str:
+    """Id of clip ``index`` of a dataset: ``<kind>-s<seed>-<index:06d>``.
+
+    The dataset seed is part of the id so that folders generated with different seeds (e.g. train
+    and held-out sets) never share clip ids, which key cached features.
+    """
+    return f"{clip_kind(kind, index)}-s{int(seed)}-{int(index):06d}"
+
+
 def generate_dataset(
     out: str | os.PathLike[str],
     kind: str,
@@ -148,7 +157,7 @@ def generate_dataset(
 ) -> ClipFolder:
     """Write ``clips`` world clips into the dataset folder ``out`` and return its reader.
 
-    Clip ``i`` has id ``<kind>-<i:06d>`` (its own kind for ``mixed``) and seed
+    Clip ``i`` has id `dataset_clip_id` (``<kind>-s<seed>-<i:06d>``, its own kind for ``mixed``) and seed
     ``clip_seed(seed, i)``. Resumable: if ``out`` holds an index written with the same
     specification, clips already present are kept and only the missing ones are rendered.
     A non-empty ``out`` with anything else raises `FileExistsError` unless ``overwrite``, which
@@ -184,11 +193,12 @@ def generate_dataset(
             )
     writer = ClipFolderWriter(root, info={"source": "world", "world_spec": spec})
     done = {i for i in writer.ids if (root / f"{i}.safetensors").is_file()}
-    todo = [i for i in range(int(clips)) if f"{clip_kind(kind, i)}-{i:06d}" not in done]
+    todo = [i for i in range(int(clips)) if dataset_clip_id(kind, seed, i) not in done]
     bar = _progress(len(todo), enabled=progress, initial=int(clips) - len(todo), total=int(clips))
     for i in todo:
         k = clip_kind(kind, i)
-        writer.add(render_clip(k, clip_seed(seed, i), frames, height, width, f"{k}-{i:06d}"))
+        clip_id = dataset_clip_id(kind, seed, i)
+        writer.add(render_clip(k, clip_seed(seed, i), frames, height, width, clip_id))
         bar.update(1)
     bar.close()
     if not writer.ids:  # pragma: no cover - clips >= 1 always writes

@@ -375,7 +375,13 @@ def _shade_frame(
                 out[c, a:b] = (lo + (hi - lo) * w) * dim
             continue
         labs, cnt = label_order[i0:i1], counts[i0:i1]
-        g = np.repeat(geo[:, labs], cnt, axis=1)
+        tex = labs - 1  # texture column: 0 ground, 1 + p primitive p
+        if len(labs) == 1:  # one primitive: its parameters broadcast as [rows, 1]
+            g, tex_p, tex_s = geo[:, labs], table.tex_params[:, tex], table.tex_seeds[tex]
+        else:
+            g = np.repeat(geo[:, labs], cnt, axis=1)
+            tex_p = np.repeat(table.tex_params[:, tex], cnt, axis=1)
+            tex_s = np.repeat(table.tex_seeds[tex], cnt)
         t = t_s[a:b]
         px = eye[0] + t * dx_s[a:b] - g[0]
         py = eye[1] + t * dy_s[a:b] - g[1]
@@ -386,11 +392,10 @@ def _shade_frame(
         qy = cos_yaw * py - sin_yaw * px
         nx, ny, nz = _normals(shape, qx, qy, qz, g[5:8])
         light = _light(world, cos_yaw * nx - sin_yaw * ny, sin_yaw * nx + cos_yaw * ny, nz)
-        tex = labs - 1  # texture column: 0 ground, 1 + p primitive p
         rgb = textures.evaluate_kind(
             int(kind_of[labs[0]]),
-            np.repeat(table.tex_params[:, tex], cnt, axis=1),
-            np.repeat(table.tex_seeds[tex], cnt),
+            tex_p,
+            tex_s,
             qx + g[8],
             qy + g[9],
             qz + g[10],
