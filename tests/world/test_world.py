@@ -189,8 +189,8 @@ def test_textures_deterministic_and_in_range() -> None:
 def test_generate_dataset_and_resume(tmp_path, monkeypatch) -> None:
     out = tmp_path / "ds"
     folder = generate_dataset(out, "mixed", 3, 2, 16, 24, seed=11, progress=False)
-    assert folder.ids == ["object-000000", "scene-000001", "object-000002"]
-    first = folder.load("scene-000001")
+    assert folder.ids == ["object-s11-000000", "scene-s11-000001", "object-s11-000002"]
+    first = folder.load("scene-s11-000001")
     assert first.meta["seed"] == clip_seed(11, 1) and first.meta["kind"] == "scene"
     np.testing.assert_array_equal(
         first.frames, render_clip("scene", clip_seed(11, 1), 2, 16, 24).frames
@@ -199,7 +199,7 @@ def test_generate_dataset_and_resume(tmp_path, monkeypatch) -> None:
     index = json.loads((out / "index.json").read_text())
     index["clips"] = index["clips"][:1]
     (out / "index.json").write_text(json.dumps(index))
-    (out / "scene-000001.safetensors").unlink()
+    (out / "scene-s11-000001.safetensors").unlink()
     calls = []
     real = generate_module.render_clip
     monkeypatch.setattr(
@@ -207,17 +207,17 @@ def test_generate_dataset_and_resume(tmp_path, monkeypatch) -> None:
     )
     folder = generate_dataset(out, "mixed", 3, 2, 16, 24, seed=11, progress=False)
     assert len(calls) == 2 and sorted(folder.ids) == [
-        "object-000000",
-        "object-000002",
-        "scene-000001",
+        "object-s11-000000",
+        "object-s11-000002",
+        "scene-s11-000001",
     ]
-    np.testing.assert_array_equal(folder.load("scene-000001").frames, first.frames)
+    np.testing.assert_array_equal(folder.load("scene-s11-000001").frames, first.frames)
     # a different spec in the same folder is refused, unless overwrite
     with pytest.raises(FileExistsError, match="overwrite"):
         generate_dataset(out, "object", 2, 2, 16, 24, seed=11, progress=False)
     folder = generate_dataset(out, "object", 2, 2, 16, 24, seed=11, overwrite=True, progress=False)
-    assert folder.ids == ["object-000000", "object-000001"]
-    assert not (out / "scene-000001.safetensors").exists()
+    assert folder.ids == ["object-s11-000000", "object-s11-000001"]
+    assert not (out / "scene-s11-000001.safetensors").exists()
 
 
 def test_generate_refuses_foreign_folder(tmp_path) -> None:

@@ -32,7 +32,9 @@ class Features:
     - ``tokens``: ``[B, T', h, w, C]`` (one feature frame per ``T'``, channels last).
     - ``frame_index``: ``[T]`` int64, the feature frame holding each input frame.
     - ``layer``: block index (0-based, output of that block).
-    - ``timestep``: scheduler timestep value (0..1000) for diffusion models, else ``None``.
+    - ``timestep``: the requested diffusion timestep (by default an index into the scheduler's
+      1000-step schedule, as the VidFM3D code uses it; see ``docs/backbones-diffusion.md``),
+      else ``None``.
     """
 
     tokens: torch.Tensor
