@@ -134,3 +134,19 @@ def test_config_rules_and_file_round_trip(tmp_path) -> None:
     paper = ProbeConfig.paper()
     assert (paper.embed_dim, paper.num_heads, paper.depth, paper.rope_base) == (1024, 16, 4, 100.0)
     assert (paper.init_values, paper.camera_iters, paper.qk_norm) == (0.01, 4, True)
+
+
+def test_activation_checkpointing_gives_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    plain = ProbeModel(ProbeConfig.cpu_small(camera_iters=2), in_channels=6)
+    ckpt_cfg = ProbeConfig.cpu_small(camera_iters=2, checkpoint_trunk=True, checkpoint_heads=True)
+    ckpt = ProbeModel(ckpt_cfg, in_channels=6)
+    ckpt.load_state_dict(plain.state_dict())
+    feats = torch.randn(1, 3, 3, 4, 6)
+    grads = []
+    for m in (plain, ckpt):
+        out = m(feats, (12, 16))
+        (out["points"].sum() + out["depth"].sum() + out["pose_enc"].sum()).backward()
+        grads.append({k: p.grad.clone() for k, p in m.named_parameters()})
+    for key in grads[0]:
+        torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-4, atol=1e-6)

@@ -40,6 +40,10 @@ class ProbeConfig:
     dpt_layers: tuple[int, int, int, int] = (0, 1, 2, 3)
     # (H, W) of the predicted maps; None = the clips' own resolution.
     output_size: tuple[int, int] | None = (294, 518)
+    # Activation checkpointing (recompute in backward; saves memory, costs time). VidFM3D
+    # checkpoints the trunk on GPU; on a small CPU box the DPT heads are the memory hogs.
+    checkpoint_trunk: bool = False
+    checkpoint_heads: bool = False
     # ---- data
     num_frames: int = 4
     first_n: int = 76

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vfm3d.probe.config import ProbeConfig
 from vfm3d.probe.heads import CameraHead, DPTHead
@@ -85,14 +86,41 @@ class ProbeModel(nn.Module):
         rope = self.rope.tables(h, w, self.patch_start, tokens.device, tokens.dtype)
         needed = set(self.config.dpt_layers) | {self.config.depth - 1}
         outputs: list[torch.Tensor | None] = []
+        ckpt = self.config.checkpoint_trunk and torch.is_grad_enabled()
         for i in range(self.config.depth):
-            tokens = self.frame_blocks[i](tokens, rope=rope)
+            frame_block, global_block = self.frame_blocks[i], self.global_blocks[i]
+            if ckpt:
+                tokens = checkpoint(frame_block, tokens, rope, use_reentrant=False)
+            else:
+                tokens = frame_block(tokens, rope=rope)
             frame_out = tokens.view(b, s, p, d)
-            tokens = self.global_blocks[i](tokens.view(b, s * p, d), rope=rope, frames=s)
+            tokens = tokens.view(b, s * p, d)
+            if ckpt:
+                tokens = checkpoint(global_block, tokens, rope, s, use_reentrant=False)
+            else:
+                tokens = global_block(tokens, rope=rope, frames=s)
             global_out = tokens.view(b, s, p, d)
             outputs.append(torch.cat([frame_out, global_out], dim=-1) if i in needed else None)
             tokens = tokens.view(b * s, p, d)
         return outputs
+
+    def _head(
+        self,
+        head: DPTHead,
+        inter: list[torch.Tensor | None],
+        grid: tuple[int, int],
+        out_size: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run a DPT head, one frame at a time under activation checkpointing if configured."""
+        if not (self.config.checkpoint_heads and torch.is_grad_enabled()):
+            return head(inter, grid, self.patch_start, out_size)
+        values, confs = [], []
+        for f in range(inter[-1].shape[1]):  # type: ignore[union-attr]
+            frame = [x[:, f : f + 1] if x is not None else None for x in inter]
+            v, c = checkpoint(head, frame, grid, self.patch_start, out_size, use_reentrant=False)
+            values.append(v)
+            confs.append(c)
+        return torch.cat(values, dim=1), torch.cat(confs, dim=1)
 
     def forward(
         self, features: torch.Tensor, out_size: tuple[int, int]
@@ -117,8 +145,8 @@ class ProbeModel(nn.Module):
         grid = (features.shape[2], features.shape[3])
         inter = self.aggregate(features)
         pose_list = self.camera_head(inter[-1][:, :, 0])  # camera token
-        points, points_conf = self.point_head(inter, grid, self.patch_start, (height, width))
-        depth, depth_conf = self.depth_head(inter, grid, self.patch_start, (height, width))
+        points, points_conf = self._head(self.point_head, inter, grid, (height, width))
+        depth, depth_conf = self._head(self.depth_head, inter, grid, (height, width))
         return {
             "pose_enc": pose_list[-1],
             "pose_enc_list": pose_list,

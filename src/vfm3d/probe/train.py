@@ -272,7 +272,7 @@ def train(
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     dataset = ProbeDataset(clips, source, config, seed=seed)
-    end = steps if stop_after is None else min(steps, int(stop_after))
+    end = steps if stop_after is None else min(steps, max(start, int(stop_after)))
     tb = _tensorboard(out) if dist_info.main else None
     bar = None
     if progress and dist_info.main:
