@@ -38,10 +38,11 @@ def test_dtypes_shapes_and_masks(clips) -> None:
         assert clip.intrinsics.dtype == np.float32 and clip.cam_to_world.dtype == np.float64
         assert np.all(clip.depth[clip.valid] > 0)
         assert np.all(clip.depth[~clip.valid] == 0)
-        assert 0.05 < clip.valid.mean() < 1.0, "expect both surfaces and sky"
+        assert clip.valid.mean() > 0.05
         if kind != "dynamic":
             assert not clip.dynamic.any()
         clip.validate()
+    assert min(clip.valid.mean() for clip in clips.values()) < 0.95, "sky is invalid"
 
 
 def test_rotations_orthonormal_det_plus_one(clips) -> None:

@@ -281,17 +281,22 @@ def _walker(
     fov0: float,
     yaw_offset: float,
     yaw_amp_deg: float,
+    look_xy: np.ndarray | None = None,
 ) -> Callable[[np.ndarray], _Path]:
     """Camera path of a walking viewer at ``position(s)`` ``[S, 2]`` (ground xy): eye height
-    about 1.4-1.75 m with slight bobbing, heading along the walk plus ``yaw_offset`` and a
-    smooth look-around of ``yaw_amp_deg``, slight downward pitch and roll; fixed FoV."""
+    about 1.4-1.75 m with slight bobbing, facing along the walk (or towards the point
+    ``look_xy`` when given) plus ``yaw_offset`` and a smooth look-around of ``yaw_amp_deg``,
+    slight downward pitch and roll; fixed FoV."""
     sig_yaw, sig_pitch, sig_roll, sig_h = (SmoothSignal(rng) for _ in range(4))
     height = rng.uniform(1.4, 1.75)
     pitch0 = np.radians(rng.uniform(-15.0, 0.0))
 
     def path(s: np.ndarray) -> _Path:
         xy = position(s)
-        ahead = position(s + 1e-3) - position(s - 1e-3)  # walking direction
+        if look_xy is None:
+            ahead = position(s + 1e-3) - position(s - 1e-3)  # walking direction
+        else:
+            ahead = look_xy[None, :] - xy
         heading = np.arctan2(ahead[:, 1], ahead[:, 0])
         yaw = heading + yaw_offset + np.radians(yaw_amp_deg) * sig_yaw(s)
         pitch = pitch0 + np.radians(5.0) * sig_pitch(s)
@@ -328,8 +333,9 @@ def _room_world(rng: np.random.Generator, frames: int) -> World:
         return centre[None, :] + np.stack([a * k * np.cos(th), b * k * np.sin(th)], axis=1)
 
     fov0 = _sample_fov(rng)
-    inward = float(np.sign(sweep)) * np.radians(rng.uniform(10.0, 80.0))  # look into the room
-    path = _walker(rng, position, fov0, inward, 30.0)
+    # face the middle of the room (where the furniture is), looking around +-(offset + 30) deg
+    look = centre + rng.uniform(-0.15, 0.15, size=2) * np.array([lx, ly])
+    path = _walker(rng, position, fov0, float(np.radians(rng.uniform(-40.0, 40.0))), 30.0, look)
     dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
     bounds = (-lx / 2 + 0.05, lx / 2 - 0.05, -ly / 2 + 0.05, ly / 2 - 0.05)
     for _ in range(int(rng.integers(1, 3))):
@@ -363,7 +369,7 @@ def _street_world(rng: np.random.Generator, frames: int) -> World:
         return np.stack([x, 1.2 * sig_y(s)], axis=1)
 
     fov0 = _sample_fov(rng)
-    path = _walker(rng, position, fov0, float(np.radians(rng.uniform(-30.0, 30.0))), 30.0)
+    path = _walker(rng, position, fov0, float(np.radians(rng.uniform(-20.0, 20.0))), 25.0)
     dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
     objects: list[SceneObject] = []
     for side in (-1.0, 1.0):
