@@ -14,6 +14,7 @@ from vfm3d.world.generate import (
     DATASET_KINDS,
     clip_kind,
     clip_seed,
+    dataset_clip_id,
     generate_dataset,
     render_clip,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "clip_seed",
     "colorize_depth",
     "contact_sheet",
+    "dataset_clip_id",
     "generate_dataset",
     "intrinsics_from_fov",
     "render_clip",

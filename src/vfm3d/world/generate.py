@@ -157,8 +157,8 @@ def generate_dataset(
 ) -> ClipFolder:
     """Write ``clips`` world clips into the dataset folder ``out`` and return its reader.
 
-    Clip ``i`` has id `dataset_clip_id` (``<kind>-s<seed>-<i:06d>``, its own kind for ``mixed``) and seed
-    ``clip_seed(seed, i)``. Resumable: if ``out`` holds an index written with the same
+    Clip ``i`` has id `dataset_clip_id` (``<kind>-s<seed>-<i:06d>``, its own kind for
+    ``mixed``) and seed ``clip_seed(seed, i)``. Resumable: if ``out`` holds an index written with the same
     specification, clips already present are kept and only the missing ones are rendered.
     A non-empty ``out`` with anything else raises `FileExistsError` unless ``overwrite``, which
     first deletes the clips listed in its index (other files are left alone).
