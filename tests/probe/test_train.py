@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +21,9 @@ from vfm3d.probe import (
     train,
 )
 from vfm3d.probe.train import learning_rate
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synth import features_for
 
 HERE = Path(__file__).parent
 
@@ -44,15 +45,29 @@ def test_learning_rate_schedule() -> None:
 
 
 @pytest.mark.slow
-def test_oracle_probe_learns_constant_does_not(
-    rooms: ClipFolder, oracle_features, constant_features, tmp_path
-) -> None:
-    """After a short training, the oracle's point_err is at most half the constant's."""
-    cfg = tiny_config(lr=3e-3, warmup_steps=5, eval_samples_per_clip=2, checkpoint_every=1000)
+def test_oracle_probe_learns_constant_does_not(tmp_path) -> None:
+    """On the procedural world, the oracle's point_err after a short training is at most half the
+    constant's (measured ratio with these seeds ~0.3; other world seeds gave 0.3-0.45)."""
+    from vfm3d.clip import write_clip_folder
+    from vfm3d.world.generate import render_clip
+
+    clips = write_clip_folder(
+        tmp_path / "world",
+        [render_clip("scene", 30 + i, 24, 32, 48, clip_id=f"scene{i}") for i in range(3)],
+    )
+    cfg = tiny_config(
+        first_n=4,
+        min_gap=1,
+        lr=3e-3,
+        warmup_steps=5,
+        eval_samples_per_clip=2,
+        checkpoint_every=1000,
+    )
     scores = {}
-    for name, source in (("oracle", oracle_features), ("constant", constant_features)):
+    for name in ("oracle", "constant"):
+        source = InMemoryFeatureSource(features_for(clips, name))
         run = tmp_path / name
-        train(cfg, rooms.root, source, run, steps=120, backbone=name, layer=0, progress=False)
+        train(cfg, clips.root, source, run, steps=160, backbone=name, layer=0, progress=False)
         scores[name] = evaluate(run, features=source)["metrics"]
     assert scores["oracle"]["point_err"] <= 0.5 * scores["constant"]["point_err"], scores
     assert scores["oracle"]["depth_err"] < scores["constant"]["depth_err"], scores
@@ -119,30 +134,3 @@ def test_evaluate_and_predict(rooms: ClipFolder, oracle_features, tmp_path) -> N
     p = predict(run, index=1, features=oracle_features)
     assert p["pred_points"].shape == (2, 16, 24, 3) and p["points"].shape == (2, 16, 24, 3)
     assert p["images"].shape == (2, 16, 24, 3) and p["pred_world_to_cam"].shape == (2, 4, 4)
-
-
-@pytest.mark.distributed
-@pytest.mark.slow
-def test_ddp_two_processes_match_one(rooms: ClipFolder, tmp_path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
-    worker = str(HERE / "ddp_worker.py")
-    single = subprocess.run(
-        [sys.executable, worker, str(rooms.root), str(tmp_path / "one")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         worker, str(rooms.root), str(tmp_path / "two")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one = [json.loads(x) for x in (tmp_path / "one" / "log.jsonl").read_text().splitlines()]
-    two = [json.loads(x) for x in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
-    assert [x["step"] for x in one] == [x["step"] for x in two] == [1, 2, 3, 4]
-    for a, b in zip(one, two):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
-    w1 = load_file(tmp_path / "one" / "model.safetensors")
-    w2 = load_file(tmp_path / "two" / "model.safetensors")
-    for key in w1:
-        torch.testing.assert_close(w1[key], w2[key], rtol=1e-3, atol=1e-5)
