@@ -1,7 +1,7 @@
 """Probe training cost: a CPU-small config measured end to end, the paper config by parts.
 
 (a) ``small``: `ProbeConfig.cpu_small()` on 4 frames of 8 x 12 tokens (C=64), output 64 x 96,
-    batch 2: median wall time of full training steps (forward, loss, backward, clip, AdamW) after
+    batch 2, one thread (``--small-threads``): median wall time of full training steps (forward, loss, backward, clip, AdamW) after
     one warm-up, samples/s, and the process's peak RSS.
 (b) ``paper``: D=1024, 16 heads, 4 pairs, 4 frames of 30 x 52 tokens, C=1536, DPT output
     294 x 518 (VidFM3D's image size), batch 1. Exact FLOPs and the autograd-saved bytes come from a
@@ -12,8 +12,9 @@
     camera + 16 x optimiser-slice``. ``--paper-full`` times a real step instead.
 
 The reference step of VidFM3D's probe is about 145 s on these CPUs (fp32), per the project brief;
-the JSON records our step time and ``reference_s / ours``. Times depend on machine load; the
-load average is recorded with them.
+the JSON records our step time and ``reference_s / ours``. Times depend on machine load: the load
+average and the machine's fp32 matmul rate (2048^3 sgemm, before and after) are recorded with
+them, and ``efficiency_vs_sgemm`` = achieved GFLOP/s / sgemm GFLOP/s is the load-robust figure.
 
     python benchmarks/bench_probe.py [--threads N] [--paper-full] [--skip-paper]
 
@@ -68,6 +69,13 @@ def train_step(model: ProbeModel, opt: torch.optim.Optimizer, batch: dict, out: 
     return float(loss.detach())
 
 
+def sgemm_gflop_per_s(n: int = 2048, repeats: int = 3) -> float:
+    """The machine's fp32 matmul rate right now (load-dependent yardstick for the other numbers)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    return 2 * n**3 / timed(lambda: a @ b, repeats) / 1e9
+
+
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
@@ -81,7 +89,16 @@ def timed(fn, repeats: int = 1) -> float:
     return statistics.median(times)
 
 
-def bench_small(repeats: int) -> dict[str, Any]:
+def bench_small(repeats: int, threads: int) -> dict[str, Any]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return {**_bench_small(repeats), "threads": threads}
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _bench_small(repeats: int) -> dict[str, Any]:
     cfg = ProbeConfig.cpu_small()
     b, s, grid, c, out = 2, 4, (8, 12), 64, (64, 96)
     torch.manual_seed(0)
@@ -212,6 +229,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--small-threads",
+        type=int,
+        default=1,
+        help="threads for the small config (default 1: on a shared box, multi-threaded small ops "
+        "wait for every thread to be scheduled and run ~40x slower)",
+    )
     parser.add_argument("--paper-full", action="store_true", help="time a real paper-size step")
     parser.add_argument("--skip-paper", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "probe.json"))
@@ -223,7 +247,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "load_average_before": list(os.getloadavg()),
-        "small": bench_small(args.repeats),
+        "sgemm_gflop_per_s_before": sgemm_gflop_per_s(),
+        "small": bench_small(args.repeats, args.small_threads),
     }
     if not args.skip_paper:
         paper: dict[str, Any] = {
@@ -243,6 +268,11 @@ def main() -> None:
         paper["speedup_vs_reference"] = REFERENCE_STEP_S / step
         result["paper"] = paper
     result["load_average_after"] = list(os.getloadavg())
+    result["sgemm_gflop_per_s_after"] = sgemm_gflop_per_s()
+    sgemm = (result["sgemm_gflop_per_s_before"] + result["sgemm_gflop_per_s_after"]) / 2
+    for name in ("small", "paper"):
+        if name in result:
+            result[name]["efficiency_vs_sgemm"] = result[name]["gflop_per_s"] / sgemm
     atomic_write_json(args.out, result)
     print(result)
 

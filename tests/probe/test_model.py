@@ -150,3 +150,19 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
         grads.append({k: p.grad.clone() for k, p in m.named_parameters()})
     for key in grads[0]:
         torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-4, atol=1e-6)
+
+
+def test_fusion_conv_before_upsampling_equals_vggt_order() -> None:
+    """The 1x1 conv commutes with bilinear upsampling (exact up to rounding)."""
+    from vfm3d.probe.heads import _FusionBlock
+
+    torch.manual_seed(0)
+    block = _FusionBlock(8)
+    x, skip = torch.randn(2, 8, 5, 7), torch.randn(2, 8, 5, 7)
+    with torch.no_grad():
+        ours = block(x, skip, size=(11, 13))
+        y = block.rcu2(x + block.rcu1(skip))
+        vggt = block.out_conv(
+            torch.nn.functional.interpolate(y, size=(11, 13), mode="bilinear", align_corners=True)
+        )
+    torch.testing.assert_close(ours, vggt, atol=1e-5, rtol=1e-5)

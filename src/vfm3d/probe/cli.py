@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+EVAL_HELP = "evaluate a trained probe; writes metrics.json in the run"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
@@ -30,17 +32,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     tr.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    ev = sub.add_parser("eval", help="evaluate a trained probe; writes metrics.json in the run")
+    ev = sub.add_parser("eval", help=EVAL_HELP)
     ev.add_argument("--run", required=True, help="run folder written by `vfm3d probe train`")
     ev.add_argument("--data", default=None, help="clip folder to evaluate on (default: the run's)")
     ev.add_argument("--split", default=None, help="label; writes metrics_<split>.json")
     ev.add_argument("--samples", default=None, help="evaluation sample file (JSON)")
     ev.add_argument("--features", default=None, help="feature cache (default: the run's)")
     ev.add_argument("--device", default="cpu")
+    for action in (tr, ev):
+        action.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU threads for torch (default: torch's; 1 is often fastest on a busy machine)",
+        )
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.action == "train":
         from vfm3d.probe.config import ProbeConfig
         from vfm3d.probe.train import train

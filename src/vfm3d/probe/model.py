@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -144,9 +146,18 @@ class ProbeModel(nn.Module):
         height, width = int(out_size[0]), int(out_size[1])
         grid = (features.shape[2], features.shape[3])
         inter = self.aggregate(features)
-        pose_list = self.camera_head(inter[-1][:, :, 0])  # camera token
-        points, points_conf = self._head(self.point_head, inter, grid, (height, width))
-        depth, depth_conf = self._head(self.depth_head, inter, grid, (height, width))
+        # Heads in full precision even under bf16 autocast (as VidFM3D / VGGT do).
+        device_type = features.device.type
+        no_autocast = (
+            torch.autocast(device_type, enabled=False)
+            if device_type in ("cuda", "cpu")
+            else contextlib.nullcontext()
+        )
+        with no_autocast:
+            inter = [x.float() if x is not None else None for x in inter]
+            pose_list = self.camera_head(inter[-1][:, :, 0])  # camera token
+            points, points_conf = self._head(self.point_head, inter, grid, (height, width))
+            depth, depth_conf = self._head(self.depth_head, inter, grid, (height, width))
         return {
             "pose_enc": pose_list[-1],
             "pose_enc_list": pose_list,
