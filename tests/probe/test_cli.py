@@ -37,6 +37,8 @@ def test_store_source_marks_unfed_frames(rooms: ClipFolder, oracle_features, tmp
         StoreFeatureSource(tmp_path / "cache", "dino", 0, None, num_frames=len)
     with pytest.raises(KeyError):
         src.get("nope")
+    part, index2 = src.get_frames("room01", [3, 0])
+    assert torch.equal(index2, index) and torch.equal(part, tokens[0, [3, 0]])
 
 
 def test_cli_train_then_eval(rooms: ClipFolder, oracle_features, tmp_path, capsys) -> None:
@@ -47,6 +49,7 @@ def test_cli_train_then_eval(rooms: ClipFolder, oracle_features, tmp_path, capsy
     args = ["probe", "train", "--data", str(rooms.root), "--features", str(tmp_path / "cache")]
     args += ["--backbone", "oracle", "--layer", "0", "--out", str(run), "--quiet"]
     args += ["--preset", "cpu-small", "--config", str(tmp_path / "probe.json"), "--steps", "2"]
+    args += ["--quick-check", "--threads", "1"]
     assert vfm3d_main(args) == 0
     info = json.loads((run / "run.json").read_text())
     assert (info["backbone"], info["layer"], info["timestep"], info["steps"]) == (

@@ -10,7 +10,13 @@ import torch
 
 from vfm3d.clip import ClipFolder
 from vfm3d.geometry import probe_targets
-from vfm3d.probe import InMemoryFeatureSource, ProbeConfig, ProbeDataError, ProbeDataset
+from vfm3d.probe import (
+    InMemoryFeatureSource,
+    ProbeConfig,
+    ProbeDataError,
+    ProbeDataset,
+    SampleSpec,
+)
 from vfm3d.probe.data import (
     check_pairing,
     make_eval_samples,
@@ -125,6 +131,12 @@ def test_pairing_errors_name_the_problem(rooms: ClipFolder, oracle_features) -> 
         check_pairing(rooms, InMemoryFeatureSource({**items, "room02": (bad, index)}), config)
     with pytest.raises(ProbeDataError, match="too short"):
         check_pairing(rooms, oracle_features, small_config(num_frames=4, min_gap=10, first_n=40))
+    # a quick check misses the NaN in frame 3, but loading a sample that uses it fails
+    nan_source = InMemoryFeatureSource({**items, "room02": (bad, index)})
+    check_pairing(rooms, nan_source, config, full_scan=False)
+    ds = ProbeDataset(rooms, nan_source, config, samples=[SampleSpec("room02", (0, 3, 6, 9))])
+    with pytest.raises(ProbeDataError, match=r"room02.*NaN"):
+        ds[0]
     wide = InMemoryFeatureSource({**items, "room02": (torch.zeros(24, 4, 6, 7), index)})
     with pytest.raises(ProbeDataError, match=r"room02.*differ"):
         check_pairing(rooms, wide, config)

@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     tr.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument(
+        "--quick-check",
+        action="store_true",
+        help="check one feature frame per clip before training (huge caches) instead of all",
+    )
     ev = sub.add_parser("eval", help=EVAL_HELP)
     ev.add_argument("--run", required=True, help="run folder written by `vfm3d probe train`")
     ev.add_argument("--data", default=None, help="clip folder to evaluate on (default: the run's)")
@@ -74,6 +79,7 @@ def main(args: argparse.Namespace) -> int:
             resume=not args.no_resume,
             device=args.device,
             progress=not args.quiet,
+            full_scan=not args.quick_check,
         )
         print(f"trained {summary['step']} steps, final loss {summary['final_loss']}: {args.out}")
         return 0

@@ -49,6 +49,25 @@ class FeatureSource(Protocol):
         ...
 
 
+def read_frames(
+    features: FeatureSource, clip_id: str, feature_frames: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tokens [k, h, w, C] of the given feature frames, frame_index [T])`` of a clip.
+
+    Uses the source's optional ``get_frames(clip_id, feature_frames)`` (reads only those frames,
+    e.g. from the memory-mapped cache) and falls back to `FeatureSource.get` + indexing.
+    """
+    getter = getattr(features, "get_frames", None)
+    if getter is not None:
+        tokens, frame_index = getter(clip_id, list(feature_frames))
+        return torch.as_tensor(tokens), torch.as_tensor(frame_index)
+    tokens, frame_index = features.get(clip_id)
+    tokens = _squeeze_tokens(torch.as_tensor(tokens), clip_id)
+    return tokens[torch.as_tensor(list(feature_frames), dtype=torch.long)], torch.as_tensor(
+        frame_index
+    )
+
+
 class InMemoryFeatureSource:
     """A `FeatureSource` over a dict ``clip_id -> (tokens [T',h,w,C], frame_index [T])``."""
 
@@ -108,7 +127,7 @@ class StoreFeatureSource:
         for key in keys:
             self._keys.setdefault(key.clip_id, []).append(key)
 
-    def get(self, clip_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def _key(self, clip_id: str) -> Any:
         keys = self._keys.get(clip_id)
         if not keys:
             raise KeyError(clip_id)
@@ -117,8 +136,9 @@ class StoreFeatureSource:
                 f"clip {clip_id!r}: {len(keys)} cache entries match (frame selections / seeds "
                 f"{[(len(k.frame_indices), k.seed) for k in keys]}); pass a seed or clean the cache"
             )
-        key = keys[0]
-        feats = self.store.get(key)
+        return keys[0]
+
+    def _full_index(self, clip_id: str, key: Any, frame_index: torch.Tensor) -> torch.Tensor:
         total = self.num_frames(clip_id)
         if max(key.frame_indices) >= total:
             raise ProbeDataError(
@@ -126,8 +146,21 @@ class StoreFeatureSource:
                 f"{max(key.frame_indices)} but the clip has {total} frames"
             )
         full = torch.full((total,), -1, dtype=torch.long)
-        full[torch.as_tensor(key.frame_indices)] = torch.as_tensor(feats.frame_index).long()
-        return feats.tokens, full
+        full[torch.as_tensor(key.frame_indices)] = torch.as_tensor(frame_index).long()
+        return full
+
+    def get(self, clip_id: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = self._key(clip_id)
+        feats = self.store.get(key)
+        return feats.tokens, self._full_index(clip_id, key, feats.frame_index)
+
+    def get_frames(
+        self, clip_id: str, feature_frames: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `get` but reads only ``feature_frames`` from the cache -> ``[k, h, w, C]``."""
+        key = self._key(clip_id)
+        feats = self.store.get(key, feature_frames=list(feature_frames))
+        return feats.tokens[0], self._full_index(clip_id, key, feats.frame_index)
 
 
 def _squeeze_tokens(tokens: torch.Tensor, clip_id: str) -> torch.Tensor:
@@ -194,7 +227,7 @@ def make_eval_samples(
     per_clip = per_clip or config.eval_samples_per_clip
     specs = []
     for n, clip_id in enumerate(clips.ids):
-        num = leading_frames(features.get(clip_id)[1])
+        num = leading_frames(read_frames(features, clip_id, [0])[1])
         for k in range(per_clip):
             rng = np.random.default_rng([int(seed), 1_000_003, n, k])
             frames = sample_frames(num, config.num_frames, config.first_n, config.min_gap, rng)
@@ -231,19 +264,24 @@ def num_frames(clips: ClipFolder, clip_id: str) -> int:
 
 # ---------------------------------------------------------------------- pairing checks
 def check_pairing(
-    clips: ClipFolder, features: FeatureSource, config: ProbeConfig, check_finite: bool = True
+    clips: ClipFolder, features: FeatureSource, config: ProbeConfig, full_scan: bool = True
 ) -> dict[str, Any]:
     """Check every clip has matching features; raise `ProbeDataError` naming the first problem.
 
     Rules: the clip id is in the feature source; ``len(frame_index) == T`` of the clip;
-    ``frame_index`` lies in ``[0, T')``; the features are finite; all clips share ``(h, w, C)``;
+    ``frame_index`` lies in ``[-1, T')``; the features are finite; all clips share ``(h, w, C)``;
     each clip has enough frames for the sampling rule. Returns ``{"channels", "grid", "clips"}``.
+    ``full_scan=False`` reads one feature frame per clip (for very large caches): the finiteness
+    of the rest is then checked per sample, when it is loaded.
     """
     missing = []
     shape: tuple[int, int, int] | None = None
     for clip_id in clips.ids:
         try:
-            tokens, frame_index = features.get(clip_id)
+            if full_scan:
+                tokens, frame_index = features.get(clip_id)
+            else:
+                tokens, frame_index = read_frames(features, clip_id, [0])
         except KeyError:
             missing.append(clip_id)
             continue
@@ -257,13 +295,13 @@ def check_pairing(
                 "a different frame selection?)"
             )
         if frame_index.numel() and (
-            int(frame_index.min()) < -1 or int(frame_index.max()) >= tokens.shape[0]
+            int(frame_index.min()) < -1 or (full_scan and int(frame_index.max()) >= tokens.shape[0])
         ):
             raise ProbeDataError(
                 f"clip {clip_id!r}: frame_index points outside the {tokens.shape[0]} feature "
                 f"frames (range {int(frame_index.min())}..{int(frame_index.max())})"
             )
-        if check_finite and not bool(torch.isfinite(tokens).all()):
+        if not bool(torch.isfinite(tokens).all()):
             raise ProbeDataError(f"clip {clip_id!r}: features contain NaN or Inf")
         this = (int(tokens.shape[1]), int(tokens.shape[2]), int(tokens.shape[3]))
         if shape is None:
@@ -366,6 +404,7 @@ class ProbeDataset(torch.utils.data.Dataset):
         self._cache: dict[str, Clip] = {}
         self._cache_clips = cache_clips
         self._usable: dict[str, int] = {}
+        self._frame_index: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.samples) if self.samples is not None else len(self.ids)
@@ -377,7 +416,8 @@ class ProbeDataset(torch.utils.data.Dataset):
         clip_id = self.ids[index % len(self.ids)]
         num = self._usable.get(clip_id)
         if num is None:
-            num = self._usable[clip_id] = leading_frames(self.features.get(clip_id)[1])
+            clip_index = read_frames(self.features, clip_id, [0])[1]
+            num = self._usable[clip_id] = leading_frames(clip_index)
         c = self.config
         frames = sample_frames(
             num, c.num_frames, c.first_n, c.min_gap, sample_rng(self.seed, index)
@@ -409,9 +449,10 @@ class ProbeDataset(torch.utils.data.Dataset):
             raise ProbeDataError(
                 f"clip {spec.clip_id!r}: frames {frames} outside [0, {clip.num_frames})"
             )
-        tokens, frame_index = self.features.get(spec.clip_id)
-        tokens = _squeeze_tokens(torch.as_tensor(tokens), spec.clip_id)
-        frame_index = torch.as_tensor(frame_index).long()
+        frame_index = self._frame_index.get(spec.clip_id)
+        if frame_index is None:
+            _, frame_index = read_frames(self.features, spec.clip_id, [0])
+            frame_index = self._frame_index[spec.clip_id] = frame_index.long()
         if frame_index.shape[0] != clip.num_frames:
             raise ProbeDataError(
                 f"clip {spec.clip_id!r}: frame count mismatch: clip has {clip.num_frames} "
@@ -423,7 +464,9 @@ class ProbeDataset(torch.utils.data.Dataset):
                 f"clip {spec.clip_id!r}: frames {frames} include frames without features "
                 f"(frame_index {mapped.tolist()})"
             )
-        feats = tokens[mapped].float()
+        feats = read_frames(self.features, spec.clip_id, mapped.tolist())[0].float()
+        if not bool(torch.isfinite(feats).all()):
+            raise ProbeDataError(f"clip {spec.clip_id!r}: features contain NaN or Inf")
         out_size = self.out_size(clip)
         depth, valid, intrinsics = resize_targets(
             clip.depth[frames], clip.valid[frames], clip.intrinsics[frames], out_size
@@ -475,6 +518,7 @@ __all__ = [
     "check_pairing",
     "collate",
     "make_eval_samples",
+    "read_frames",
     "read_samples",
     "resize_targets",
     "sample_frames",

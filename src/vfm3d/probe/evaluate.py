@@ -98,7 +98,7 @@ def _dataset(
     source = open_features(
         features, clips, info.get("backbone"), info.get("layer"), info.get("timestep")
     )
-    check_pairing(clips, source, config)
+    check_pairing(clips, source, config, full_scan=False)
     if isinstance(samples, list):
         specs, sample_file = samples, "<given>"
     elif samples is not None:

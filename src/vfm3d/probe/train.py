@@ -165,6 +165,7 @@ def train(
     device: str | torch.device | None = None,
     progress: bool = True,
     stop_after: int | None = None,
+    full_scan: bool = True,
 ) -> dict[str, Any]:
     """Train a probe on ``features`` of the clips in ``data_dir``; write the run folder.
 
@@ -180,6 +181,8 @@ def train(
         device: default CUDA when available, else CPU.
         stop_after: stop once this many steps are done (writing a checkpoint), as an
             interruption would; a later call with ``resume=True`` finishes the run.
+        full_scan: read every clip's features before training to check them (NaN, frame
+            counts); ``False`` reads one frame per clip and checks each sample as it is loaded.
 
     Returns the summary written to ``run.json`` plus ``{"final_loss", "step"}``.
     Raises `ProbeDataError` (a `ValueError`) before training when clips and features do not match.
@@ -204,7 +207,7 @@ def train(
     out = Path(out_dir)
     clips = ClipFolder(data_dir)
     source = open_features(features, clips, backbone, layer, timestep)
-    pairing = check_pairing(clips, source, config)
+    pairing = check_pairing(clips, source, config, full_scan=full_scan)
     settings = {
         "backbone": backbone,
         "layer": layer,
