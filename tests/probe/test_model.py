@@ -7,7 +7,6 @@ import torch
 
 from vfm3d.probe import ProbeConfig, ProbeModel
 from vfm3d.probe.layers import RoPE2D
-from vfm3d.probe.model import _first_and_rest
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +48,15 @@ def test_intermediates_concatenate_frame_and_global(model: ProbeModel) -> None:
         assert x is not None and x.shape == (1, 2, p, 2 * d)
 
 
-def test_first_frame_has_its_own_tokens() -> None:
-    tokens = torch.arange(2 * 3 * 4, dtype=torch.float32).view(1, 2, 3, 4)
-    out = _first_and_rest(tokens, b=2, s=3).view(2, 3, 3, 4)
-    for batch in range(2):
-        assert torch.equal(out[batch, 0], tokens[0, 0])
-        assert torch.equal(out[batch, 1], tokens[0, 1]) and torch.equal(out[batch, 2], tokens[0, 1])
+def test_first_frame_has_its_own_tokens(model: ProbeModel) -> None:
+    """Identical features in every frame: frame 0 differs (own camera/register tokens), the
+    others are equal to each other."""
+    with torch.no_grad():
+        model.camera_token.copy_(torch.randn_like(model.camera_token))
+        frame = torch.randn(1, 1, 3, 4, 12)
+        inter = model.aggregate(frame.expand(1, 3, 3, 4, 12).contiguous())[-1]
+    torch.testing.assert_close(inter[:, 1], inter[:, 2])
+    assert not torch.allclose(inter[:, 0], inter[:, 1], atol=1e-4)
 
 
 def test_frame_order_matters_only_through_the_reference_frame(model: ProbeModel) -> None:

@@ -8,16 +8,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vfm3d.models.vggt.aggregator import first_and_rest
 from vfm3d.probe.config import ProbeConfig
 from vfm3d.probe.heads import CameraHead, DPTHead
 from vfm3d.probe.layers import Block, RoPE2D
-
-
-def _first_and_rest(tokens: torch.Tensor, b: int, s: int) -> torch.Tensor:
-    """``tokens [1, 2, X, D]`` -> ``[B*S, X, D]``: index 0 for frame 0, index 1 for the others."""
-    first = tokens[:, :1].expand(b, 1, *tokens.shape[2:])
-    rest = tokens[:, 1:].expand(b, s - 1, *tokens.shape[2:])
-    return torch.cat([first, rest], dim=1).reshape(b * s, *tokens.shape[2:])
 
 
 class ProbeModel(nn.Module):
@@ -78,8 +72,8 @@ class ProbeModel(nn.Module):
         patches = self.input_proj(features.reshape(b * s, h * w, c))
         special = torch.cat(
             [
-                _first_and_rest(self.camera_token, b, s),
-                _first_and_rest(self.register_token, b, s),
+                first_and_rest(self.camera_token, b, s),
+                first_and_rest(self.register_token, b, s),
             ],
             dim=1,
         ).to(patches.dtype)
