@@ -82,11 +82,15 @@ def room_clip(clip_id: str, seed: int, frames: int = 24, size: tuple[int, int] =
 
 
 def write_rooms(
-    root: Path, count: int, frames: int = 24, size: tuple[int, int] = (32, 48)
+    root: Path,
+    count: int,
+    frames: int = 24,
+    size: tuple[int, int] = (32, 48),
+    prefix: str = "room",
+    seed: int = 100,
 ) -> ClipFolder:
-    return write_clip_folder(
-        root, [room_clip(f"room{i:02d}", 100 + i, frames, size) for i in range(count)]
-    )
+    clips = [room_clip(f"{prefix}{i:02d}", seed + i, frames, size) for i in range(count)]
+    return write_clip_folder(root, clips)
 
 
 def features_for(

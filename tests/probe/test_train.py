@@ -106,6 +106,23 @@ def test_bad_input_fails_before_training(rooms: ClipFolder, oracle_features, tmp
     assert not (tmp_path / "r").exists()
 
 
+def test_evaluate_on_another_folder(rooms: ClipFolder, oracle_features, tmp_path) -> None:
+    """Other clips get their own fixed sample file; ``split`` names the metrics file."""
+    from synth import write_rooms
+
+    other = write_rooms(tmp_path / "test_clips", 2, prefix="test", seed=500)
+    both = InMemoryFeatureSource({**oracle_features.items, **features_for(other, "oracle")})
+    run = tmp_path / "run"
+    train(tiny_config(), rooms.root, both, run, steps=1, backbone="oracle", layer=0, progress=False)
+    result = evaluate(run, features=both, data_dir=other.root, split="test")
+    assert (run / "metrics_test.json").is_file() and not (run / "metrics.json").exists()
+    samples = json.loads((run / "eval_samples_test_clips.json").read_text())["samples"]
+    assert {s["clip_id"] for s in samples} == {"test00", "test01"}
+    assert result["settings"]["split"] == "test" and result["settings"]["num_samples"] == 2
+    again = evaluate(run, features=both, data_dir=other.root, split="test", write=False)
+    assert again["metrics"] == result["metrics"]
+
+
 def test_evaluate_and_predict(rooms: ClipFolder, oracle_features, tmp_path) -> None:
     run = tmp_path / "run"
     train(
