@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     exp.add_argument("--seed", type=int, default=0)
     exp.add_argument("--workers", type=int, default=1, help="backbones probed in parallel")
     exp.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
+    exp.add_argument(
+        "--models", nargs="+", choices=MODEL_NAMES, default=None, help="subset of zoo models"
+    )
     exp.add_argument("--no-progress", action="store_true")
 
 
@@ -102,6 +105,7 @@ def main(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         progress=not args.no_progress,
+        names=args.models,
     )
     print(table)
     return 0

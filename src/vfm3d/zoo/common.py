@@ -419,7 +419,7 @@ def git_commit() -> str:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src/vfm3d"],
+            ["git", "status", "--porcelain", "--", ":/src/vfm3d"],
             cwd=here,
             capture_output=True,
             text=True,
