@@ -73,12 +73,15 @@ def prepare_world(out: Path, seed: int, settings: dict[str, Any]) -> dict[str, P
     """Generate the probe data (train: mixed kinds; eval: one folder per kind).
 
     Seeds are ``EXPERIMENT_OFFSET + seed`` (+ per-kind offsets); raises ``ValueError`` if any clip
-    seed coincides with the zoo's training or held-out data of ``DataSpec(seed)``.
+    seed coincides with the training or held-out data of a shipped zoo model (the data specs in
+    their ``provenance.json``; ``DataSpec(seed)`` when none is shipped).
     """
     zoo = DataSpec(seed=seed)
-    zoo_seeds = clip_seeds(zoo.heldout_seed, zoo.heldout_clips)
-    for k in range(zoo.shards):
-        zoo_seeds |= clip_seeds(zoo.shard_seed(k), zoo.shard_clips(k))
+    zoo_seeds: set[int] = set()
+    for spec in shipped_data_specs() or [zoo]:
+        zoo_seeds |= clip_seeds(spec.heldout_seed, spec.heldout_clips)
+        for k in range(spec.shards):
+            zoo_seeds |= clip_seeds(spec.shard_seed(k), spec.shard_clips(k))
     size = {"frames": zoo.frames, "height": zoo.height, "width": zoo.width}
     base = EXPERIMENT_OFFSET + seed
     folders = {"train": ("mixed", settings["train_clips"], base)}
@@ -90,6 +93,20 @@ def prepare_world(out: Path, seed: int, settings: dict[str, Any]) -> dict[str, P
             raise ValueError(f"experiment data {name} shares clip seeds with the zoo's data")
         paths[name] = write_world(out / "world" / name, name, kind, count, folder_seed, size)
     return paths
+
+
+def shipped_data_specs() -> list[DataSpec]:
+    """The `DataSpec` of every shipped zoo model (from its ``provenance.json``)."""
+    from vfm3d.zoo import MODELS, weights_dir
+
+    specs = []
+    for name in MODELS:
+        record = weights_dir(name) / "provenance.json"
+        if record.is_file():
+            data = json.loads(record.read_text())["data"]
+            fields = {k: v for k, v in data.items() if k in DataSpec.__dataclass_fields__}
+            specs.append(DataSpec(**fields))
+    return specs
 
 
 def make_twins(out: Path, names: Sequence[str], seed: int) -> dict[str, Path]:
