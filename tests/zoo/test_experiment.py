@@ -64,9 +64,14 @@ def test_experiment_end_to_end(tmp_path: Path) -> None:
     overrides = dict(train_clips=2, eval_clips=1, steps=2)
     summary = run_experiment(tmp_path, names=["dinov2-mini"], overrides=overrides, progress=False)
     rows = json.loads((tmp_path / "results.json").read_text())
-    assert {r["backbone"] for r in rows} == {"dinov2-mini", "dinov2-mini-random"}
+    assert {r["backbone"] for r in rows} == {
+        "dinov2-mini",
+        "dinov2-mini-random",
+        "constant",
+        "pixels",
+    }
     assert {r["split"] for r in rows} == {"object", "scene"}
-    assert sorted({r["layer"] for r in rows}) == [0, 1, 2, 3]
+    assert sorted({r["layer"] for r in rows if r["backbone"] == "dinov2-mini"}) == [0, 1, 2, 3]
     assert (tmp_path / "results.md").is_file() and (tmp_path / "report.html").is_file()
     assert "dinov2-mini-random" in summary
     ids = json.loads((tmp_path / "world" / "train" / "index.json").read_text())["clips"]

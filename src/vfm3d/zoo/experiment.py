@@ -7,6 +7,7 @@ Layout of ``OUT``::
     OUT/world/{train,eval-object,eval-scene}   probe data (seeds disjoint from the zoo's data)
     OUT/twins/<name>/                          random-init twins (same config, random weights)
     OUT/sweeps/<name>/                         one sweep per zoo model and its twin (resumable)
+    OUT/sweeps/baselines/                      the constant (floor) and pixels baselines
     OUT/results.{csv,md,json}, figures/, report.html   the merged table and plots
     OUT/summary.md                             the three findings, as numbers
 
@@ -139,6 +140,20 @@ def sweep_spec(
     if diffusion:
         zoo_entry["timesteps"] = settings["timesteps"]
         twin_entry["timesteps"] = settings["twin_timesteps"]
+    return _spec([zoo_entry, twin_entry], world, settings, seed)
+
+
+#: Reference points probed beside the zoo: the floor (constant features: the probe can only learn
+#: the average geometry) and patchified RGB (no learned features at all).
+BASELINES: tuple[dict[str, Any], ...] = (
+    {"name": "constant", "layers": [0]},
+    {"name": "pixels", "layers": [0]},
+)
+
+
+def _spec(
+    backbones: list[dict[str, Any]], world: dict[str, Path], settings: dict[str, Any], seed: int
+) -> dict[str, Any]:
     return {
         "seed": seed,
         "data": {
@@ -152,7 +167,7 @@ def sweep_spec(
             "min_gap": 1,
             "num_frames": 4,
         },
-        "backbones": [zoo_entry, twin_entry],
+        "backbones": backbones,
     }
 
 
@@ -210,6 +225,8 @@ def run_experiment(
         )
         for name in shipped
     ]
+    baselines = _spec([dict(b) for b in BASELINES], world, settings, seed)
+    jobs.append(("baselines", baselines, str(out_dir / "sweeps" / "baselines"), threads, progress))
     if workers > 1:
         import multiprocessing as mp
 
