@@ -58,6 +58,7 @@ def test_findings_numbers() -> None:
     assert "t=749: 0.350, t=999: 0.450" in lines[3]
     table = summarize(rows)
     assert "| wan-mini | object | 1 | 749 | 0.300 |" in table
+    assert "wan-mini mean depth_err by layer: L0: 0.200, L1: 0.200" in table
 
 
 def test_experiment_end_to_end(tmp_path: Path) -> None:

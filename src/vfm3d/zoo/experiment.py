@@ -271,19 +271,23 @@ def summarize(rows: Sequence[dict[str, Any]]) -> str:
     splits = sorted({r["split"] for r in rows})
     backbones = sorted({r["backbone"] for r in rows})
     lines = [
-        "| backbone | split | best layer | t | point_err | depth_err | auc@30 |",
-        "|---|---|---|---|---|---|---|",
+        "| backbone | split | best layer | t | point_err | depth_err | auc@30 | best depth_err "
+        "(layer, t) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for b in backbones:
         for s in splits:
             r = best(rows, b, s)
-            if r is None:
+            d = best(rows, b, s, "depth_err")
+            if r is None or d is None:
                 continue
+            where = f"L{d['layer']}" + ("" if d.get("timestep") is None else f", t={d['timestep']}")
             lines.append(
                 f"| {b} | {s} | {r['layer']} | {'-' if r.get('timestep') is None else r['timestep']}"
-                f" | {r['point_err']:.3f} | {_fmt(r.get('depth_err'))} | {_fmt(r.get('auc@30'))} |"
+                f" | {r['point_err']:.3f} | {_fmt(r.get('depth_err'))} | {_fmt(r.get('auc@30'))}"
+                f" | {d['depth_err']:.3f} ({where}) |"
             )
-    lines += ["", *findings(rows, splits)]
+    lines += ["", *findings(rows, splits, "point_err"), *findings(rows, splits, "depth_err")]
     return "\n".join(lines) + "\n"
 
 
@@ -292,19 +296,25 @@ def _fmt(value: Any) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def findings(rows: Sequence[dict[str, Any]], splits: Sequence[str]) -> list[str]:
-    """One line per finding and split, with the numbers it rests on (point_err, lower = better)."""
+def findings(
+    rows: Sequence[dict[str, Any]], splits: Sequence[str], metric: str = "point_err"
+) -> list[str]:
+    """One line per finding and split, with the numbers it rests on (``metric``, lower = better).
+
+    1: best wan-mini vs its random twin; 2: best video model (wan-mini, videomae-mini) vs
+    dinov2-mini; 3: wan-mini's mean ``metric`` per layer and per timestep index.
+    """
     out: list[str] = []
 
     def err(backbone: str, split: str) -> float | None:
-        r = best(rows, backbone, split)
-        return None if r is None else float(r["point_err"])
+        r = best(rows, backbone, split, metric)
+        return None if r is None else float(r[metric])
 
     for s in splits:
         wan, twin = err("wan-mini", s), err("wan-mini-random", s)
         if wan is not None and twin is not None:
             out.append(
-                f"- [{s}] 1. generator encodes 3D: wan-mini best point_err {wan:.3f} vs random "
+                f"- [{s}] 1. generator encodes 3D: wan-mini best {metric} {wan:.3f} vs random "
                 f"twin {twin:.3f} ({100 * (twin - wan) / twin:+.1f}% better than the twin)"
             )
         video = [v for v in (wan, err("videomae-mini", s)) if v is not None]
@@ -317,21 +327,24 @@ def findings(rows: Sequence[dict[str, Any]], splits: Sequence[str]) -> list[str]
         wan_rows = [
             r
             for r in rows
-            if r["backbone"] == "wan-mini" and r["split"] == s and _num(r.get("point_err"))
+            if r["backbone"] == "wan-mini" and r["split"] == s and _num(r.get(metric))
         ]
         if wan_rows:
             layers = sorted({r["layer"] for r in wan_rows})
             steps = sorted({r["timestep"] for r in wan_rows})
-
-            by_layer = ", ".join(f"L{v}: {_mean_by(wan_rows, 'layer', v):.3f}" for v in layers)
-            by_t = ", ".join(f"t={v}: {_mean_by(wan_rows, 'timestep', v):.3f}" for v in steps)
-            out.append(f"- [{s}] 3. wan-mini mean point_err by layer: {by_layer}")
-            out.append(f"- [{s}] 3. wan-mini mean point_err by timestep index: {by_t}")
+            by_layer = ", ".join(
+                f"L{v}: {_mean_by(wan_rows, 'layer', v, metric):.3f}" for v in layers
+            )
+            by_t = ", ".join(
+                f"t={v}: {_mean_by(wan_rows, 'timestep', v, metric):.3f}" for v in steps
+            )
+            out.append(f"- [{s}] 3. wan-mini mean {metric} by layer: {by_layer}")
+            out.append(f"- [{s}] 3. wan-mini mean {metric} by timestep index: {by_t}")
     return out
 
 
-def _mean_by(rows: Sequence[dict[str, Any]], key: str, value: Any) -> float:
-    vals = [r["point_err"] for r in rows if r[key] == value]
+def _mean_by(rows: Sequence[dict[str, Any]], key: str, value: Any, metric: str) -> float:
+    vals = [r[metric] for r in rows if r[key] == value]
     return sum(vals) / len(vals)
 
 
