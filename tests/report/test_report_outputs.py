@@ -140,3 +140,11 @@ def test_figures_and_html(tmp_path) -> None:
     text = page.read_text()
     assert text.count("data:image/png;base64,") == len(figs)
     assert "<td>0.3000</td>" in text and "hello" in text
+
+
+def test_markdown_bolds_nothing_in_a_constant_column() -> None:
+    rows = [
+        {"backbone": b, "layer": 0, "auc@5": 0.0, "point_err": v} for b, v in (("a", 1), ("b", 2))
+    ]
+    text = to_markdown(rows, metrics=("point_err", "auc@5"))
+    assert "**0.0000**" not in text and "**1**" in text

@@ -82,6 +82,12 @@ def to_markdown(
                 key = (m, r.get("split"))
                 if key not in best or (v < best[key] if lower_is_better(m) else v > best[key]):
                     best[key] = float(v)
+        # A column whose values are all equal (e.g. all 0) has no best: bold nothing.
+        for m in mets:
+            for split in {r.get("split") for r in rows}:
+                vals = {r.get(m) for r in rows if r.get("split") == split}
+                if len(vals) == 1:
+                    best.pop((m, split), None)
     header = "| " + " | ".join(ids + mets) + " |"
     sep = "|" + "|".join(["---"] * len(ids) + ["---:"] * len(mets)) + "|"
     lines = [header, sep]
