@@ -31,7 +31,7 @@ from vfm3d.zoo.common import ClipTensors, Trainer, batch_generator, seeded_init
 
 NAME = "wan-mini"
 STAGES = ("vae", "dit")
-DEFAULT_STEPS = {"vae": 300, "dit": 1500}
+DEFAULT_STEPS = {"vae": 2500, "dit": 6000}
 #: Frames of the (4k+1)-frame windows the VAE is trained on (the causal VAE is frame-count agnostic).
 VAE_FRAMES = 5
 NULL_TOKENS = 8
