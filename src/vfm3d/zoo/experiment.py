@@ -38,9 +38,9 @@ def experiment_settings(quick: bool) -> dict[str, Any]:
     noise-dominated at every timestep; this halves the cost).
     """
     settings = {
-        "train_clips": 24,
-        "eval_clips": 6,
-        "steps": 150,
+        "train_clips": 48,
+        "eval_clips": 12,
+        "steps": 400,
         "timesteps": list(WAN_TIMESTEPS),
         "twin_timesteps": [PAPER_TIMESTEP],
     }
