@@ -11,7 +11,7 @@ transformer learns flow matching on normalised latents ``z0``: ``sigma ~ logit-n
 sees the same fixed null text embedding ``[1, NULL_TOKENS, text_dim]`` (saved as
 ``empty_prompt_embedding.safetensors``, key ``prompt_embeds``).
 
-Sizes (32x32, T = 4k+1): VAE spatial factor 4, temporal factor 4, 8 latent channels; transformer
+Sizes (32x32, T = 4k+1): VAE spatial factor 4, temporal factor 4, 16 latent channels (as Wan2.1); transformer
 patch (1, 2, 2) -> a 9-frame 32x32 clip is 3 x 4 x 4 tokens of width 128, 4 blocks. The VAE
 trains on random ``VAE_FRAMES``-frame windows (batch 8), the transformer on whole clips (batch 16).
 
@@ -42,14 +42,14 @@ def vae_config() -> dict[str, Any]:
     """``AutoencoderKLWan`` keyword arguments of wan-mini (latent statistics filled in later)."""
     return {
         "base_dim": 16,
-        "z_dim": 8,
+        "z_dim": 16,
         "dim_mult": [1, 2, 2],
         "num_res_blocks": 1,
         "temperal_downsample": [True, True],
         "scale_factor_temporal": 4,
         "scale_factor_spatial": 4,
-        "latents_mean": [0.0] * 8,
-        "latents_std": [1.0] * 8,
+        "latents_mean": [0.0] * 16,
+        "latents_std": [1.0] * 16,
     }
 
 
@@ -59,8 +59,8 @@ def transformer_config() -> dict[str, Any]:
         "patch_size": (1, 2, 2),
         "num_attention_heads": 4,
         "attention_head_dim": 32,
-        "in_channels": 8,
-        "out_channels": 8,
+        "in_channels": 16,
+        "out_channels": 16,
         "text_dim": 32,
         "freq_dim": 64,
         "ffn_dim": 512,
