@@ -128,6 +128,19 @@ def _flicker(v: torch.Tensor) -> float:
     return float((v[:, 1:] - v[:, :-1]).abs().mean())
 
 
+def _colour_histogram(v: torch.Tensor, bins: int = 16) -> torch.Tensor:
+    """Per-channel intensity histograms of ``[N, T, 3, H, W]`` in [0, 1]: ``[3, bins]``, rows sum
+    to 1."""
+    q = (v.clamp(0, 1) * bins).long().clamp_max(bins - 1).transpose(0, 2).reshape(3, -1)
+    hist = torch.stack([torch.bincount(row, minlength=bins) for row in q]).float()
+    return hist / hist.sum(dim=1, keepdim=True)
+
+
+def _histogram_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over channels of the total-variation distance of two colour histograms (0..1)."""
+    return float(0.5 * (_colour_histogram(a) - _colour_histogram(b)).abs().sum(dim=1).mean())
+
+
 def test_wan_mini_samples_are_not_noise() -> None:
     """Generated videos have the world's vertical layout (bright sky over ground: row-brightness
     profile correlated with real clips'), are spatially smooth and temporally coherent; uniform

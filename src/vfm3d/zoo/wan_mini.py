@@ -35,7 +35,7 @@ DEFAULT_STEPS = {"vae": 2500, "dit": 6000}
 #: Frames of the (4k+1)-frame windows the VAE is trained on (the causal VAE is frame-count agnostic).
 VAE_FRAMES = 5
 NULL_TOKENS = 8
-KL_WEIGHT = 1e-4
+KL_WEIGHT = 1e-6
 
 
 def vae_config() -> dict[str, Any]:
