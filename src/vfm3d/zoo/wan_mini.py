@@ -2,7 +2,11 @@
 world videos, loadable by the ``wan2.1`` adapter.
 
 Stage 1 (``vae``): the VAE learns to reconstruct clips ``[B, 3, T, H, W]`` in [-1, 1]:
-``loss = MSE + L1 + kl_weight * KL`` (KL of the diagonal Gaussian posterior, per element).
+``loss = MSE + L1 + kl_weight * KL`` (KL of the diagonal Gaussian posterior, per element), on
+cheap ``VAE_FRAMES``-frame windows (two latent frames). Stage 1b (``vae_clip``): the same loss on
+whole clips (all their latent frames), at a lower learning rate: the causal VAE's feature cache
+differs from the third latent frame on, and a VAE that never saw one decodes frames 5..8 of a
+9-frame clip with a colour cast.
 Stage 2 (``dit``): the per-channel mean/std of the posterior modes over the training set are
 stored in the VAE config (``latents_mean``/``latents_std``, as the published Wan VAE does), and the
 transformer learns flow matching on normalised latents ``z0``: ``sigma ~ logit-normal``,
@@ -30,8 +34,8 @@ import torch.nn.functional as F
 from vfm3d.zoo.common import ClipTensors, Trainer, batch_generator, seeded_init
 
 NAME = "wan-mini"
-STAGES = ("vae", "dit")
-DEFAULT_STEPS = {"vae": 2500, "dit": 6000}
+STAGES = ("vae", "vae_clip", "dit")
+DEFAULT_STEPS = {"vae": 2500, "vae_clip": 600, "dit": 6000}
 #: Frames of the (4k+1)-frame windows the VAE is trained on (the causal VAE is frame-count agnostic).
 VAE_FRAMES = 5
 NULL_TOKENS = 8
@@ -177,12 +181,18 @@ def _train_vae(
     batch: int,
     progress: bool,
     deadline: float | None,
+    stage: str = "vae",
 ) -> None:
+    """Stage ``vae`` (random ``VAE_FRAMES``-frame windows, lr 1e-3) or ``vae_clip`` (whole clips,
+    lr 3e-4, its own batch stream)."""
+    whole = stage == "vae_clip"
+    frames = data.frames.shape[1] if whole else VAE_FRAMES
+
     def step_fn(step: int) -> dict[str, torch.Tensor]:
-        gen = batch_generator(seed, step)
+        gen = batch_generator(seed + (2 if whole else 0), step)
         index = torch.randint(len(data), (batch,), generator=gen)
-        start = int(torch.randint(data.frames.shape[1] - VAE_FRAMES + 1, (), generator=gen))
-        x = to_video(data.video(index, device)[:, start : start + VAE_FRAMES])
+        start = int(torch.randint(data.frames.shape[1] - frames + 1, (), generator=gen))
+        x = to_video(data.video(index, device)[:, start : start + frames])
         if bool(torch.rand((), generator=gen) < 0.5):
             x = x.flip(-1)
         posterior = vae.encode(x).latent_dist
@@ -193,8 +203,9 @@ def _train_vae(
         kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
         return {"loss": mse + l1 + KL_WEIGHT * kl, "mse": mse, "l1": l1, "kl": kl}
 
+    lr, warmup = (3e-4, 20) if whole else (1e-3, 100)
     trainer = Trainer(
-        out, "vae", {"vae": vae}, steps, lr=1e-3, warmup=100, progress=progress, deadline=deadline
+        out, stage, {"vae": vae}, steps, lr=lr, warmup=warmup, progress=progress, deadline=deadline
     )
     trainer.fit(step_fn)
 
@@ -305,14 +316,17 @@ def train(
     vae, transformer, prompt = build(seed)
     vae.to(device)
     transformer.to(device)
-    vae_done = out / "vae_stage"
-    if (vae_done / "config.json").is_file():
-        from diffusers import AutoencoderKLWan
+    for stage in ("vae", "vae_clip"):
+        vae_done = out / f"{stage}_stage"
+        if (vae_done / "config.json").is_file():
+            from diffusers import AutoencoderKLWan
 
-        vae = AutoencoderKLWan.from_pretrained(vae_done).to(device)
-    else:
-        _train_vae(vae, data, out, steps["vae"], seed, device, batch, progress, vae_deadline)
-        vae.save_pretrained(vae_done, safe_serialization=True)
+            vae = AutoencoderKLWan.from_pretrained(vae_done).to(device)
+        else:
+            _train_vae(
+                vae, data, out, steps[stage], seed, device, batch, progress, vae_deadline, stage
+            )
+            vae.save_pretrained(vae_done, safe_serialization=True)
     vae.eval().requires_grad_(False)
     latents = encode_all(vae, data, device)
     mean = latents.mean(dim=(0, 2, 3, 4))
