@@ -49,7 +49,7 @@ def test_train_end_to_end(name: str, data_dir: Path, tmp_path: Path) -> None:
         assert (out / "samples.png").is_file()
         assert (out / "model" / "empty_prompt_embedding.safetensors").is_file()
         stats = backbone.vae.config.latents_std
-        assert len(stats) == 8 and all(s > 0 for s in stats) and stats != [1.0] * 8
+        assert len(stats) == 16 and all(s > 0 for s in stats) and stats != [1.0] * 16
 
 
 def test_resume_equals_uninterrupted(data_dir: Path, tmp_path: Path) -> None:
