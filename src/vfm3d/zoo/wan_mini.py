@@ -16,8 +16,8 @@ sees the same fixed null text embedding ``[1, NULL_TOKENS, text_dim]`` (saved as
 ``empty_prompt_embedding.safetensors``, key ``prompt_embeds``).
 
 Sizes (32x32, T = 4k+1): VAE spatial factor 4, temporal factor 4, 16 latent channels (as Wan2.1);
-transformer patch (1, 2, 2) -> a 9-frame 32x32 clip is 3 x 4 x 4 tokens of width 128, 4 blocks. The VAE
-trains on random ``VAE_FRAMES``-frame windows (batch 8), the transformer on whole clips (batch 16).
+transformer patch (1, 2, 2) -> a 9-frame 32x32 clip is 3 x 4 x 4 tokens of width 128, 4 blocks.
+The VAE trains on random ``VAE_FRAMES``-frame windows (batch 8), the transformer on whole clips (batch 16).
 
 Output folder (diffusers layout): ``vae/``, ``transformer/``, ``scheduler/`` (UniPC, flow shift 3,
 the Wan2.1 default), ``empty_prompt_embedding.safetensors``.
