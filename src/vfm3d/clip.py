@@ -13,6 +13,12 @@ Fields (numpy arrays; conventions of DESIGN.md):
 - ``meta``         JSON-serialisable dict: ``id``, ``source``, ``fps``, ``frame_indices``, and
   scene facts (e.g. ``objects`` with class, box centre, size, yaw, colour).
 
+Clips read from a user's video or image folder carry no ground truth: ``depth`` is absent, and
+``intrinsics`` / ``cam_to_world`` are placeholders (a documented guess of K, identity poses)
+flagged by ``meta["intrinsics_known"] = False`` / ``meta["poses_known"] = False``. Check
+`Clip.intrinsics_known` / `Clip.poses_known` before scoring against them (absent keys mean
+known, so every dataset clip is unaffected).
+
 On disk: ``<id>.safetensors`` holding the arrays under those names, ``meta`` as JSON in the
 safetensors metadata under key ``"meta"``. A dataset folder holds ``index.json``:
 ``{"clips": [{"id": ..., "path": ...}, ...]}`` with paths relative to the folder.
@@ -74,6 +80,21 @@ class Clip:
     @property
     def has_depth(self) -> bool:
         return self.depth is not None
+
+    @property
+    def intrinsics_known(self) -> bool:
+        """False when ``intrinsics`` is a placeholder guess (a video without calibration)."""
+        return bool(self.meta.get("intrinsics_known", True))
+
+    @property
+    def poses_known(self) -> bool:
+        """False when ``cam_to_world`` is a placeholder (identity poses of a user's video)."""
+        return bool(self.meta.get("poses_known", True))
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """Depth and true cameras present: the clip can be scored, not only predicted on."""
+        return self.has_depth and self.poses_known and self.intrinsics_known
 
     def world_to_cam(self) -> np.ndarray:
         """``[T, 4, 4]`` float64 inverse of ``cam_to_world`` (rigid inverse)."""
