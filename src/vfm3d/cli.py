@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backbones": ("vfm3d.backbones.cli", "list registered backbones and their input rules"),
     "extract": ("vfm3d.features.cli", "extract backbone features into a resumable cache"),
     "probe": ("vfm3d.probe.cli", "train / evaluate the VGGT-like 3D probe"),
-    "sweep": ("vfm3d.report.sweep_cli", "backbones x layers x timesteps probe sweep with report"),
+    "sweep": ("vfm3d.probe.sweep_cli", "backbones x layers x timesteps probe sweep with report"),
     "demo": ("vfm3d.demo", "the embedded end-to-end demo (world, backbones, sweep, report)"),
     "data": ("vfm3d.data.cli", "inspect and convert real datasets (CO3Dv2, DL3DV, TUM, ...)"),
     "zoo": ("vfm3d.zoo.cli", "train the miniature model zoo and run its experiment"),

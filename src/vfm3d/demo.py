@@ -4,7 +4,7 @@ It generates a small procedural world (train clips of both kinds, held-out objec
 clips), extracts features of several backbones — the zoo's trained miniature models when they are
 shipped, otherwise tiny random-initialised configs, always with the ``pixels``/``random``/
 ``constant`` floors and the ``oracle`` ceiling — trains and evaluates a probe per
-(backbone, layer, timestep), and writes the report. It is a `vfm3d.report.sweep` run with a
+(backbone, layer, timestep), and writes the report. It is a `vfm3d.probe.sweep` run with a
 built-in spec (written to ``OUT/demo_spec.toml``, so the same run can be repeated with
 ``vfm3d sweep --spec OUT/demo_spec.toml --out OUT``).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 
 def demo_spec(quick: bool = False) -> dict[str, Any]:
-    """The demo's sweep spec as a dict (see `vfm3d.report.sweep` for the keys).
+    """The demo's sweep spec as a dict (see `vfm3d.probe.sweep` for the keys).
 
     Sized for a 2-core CPU (32x32 clips of 9 frames, the zoo's training size; 80-step probes on a
     32x32 output): the floors, the oracle, and a subset of layers of each shipped zoo model (a tiny
@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
-    from vfm3d.report.sweep import load_spec, run_sweep
+    from vfm3d.probe.sweep import load_spec, run_sweep
     from vfm3d.report.tables import to_markdown
     from vfm3d.utils.atomic import atomic_write_text
 

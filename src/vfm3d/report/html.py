@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vfm3d.report.scene import SceneView
 from vfm3d.report.tables import HEADLINE_METRICS, ID_COLUMNS, _fmt
 from vfm3d.utils.atomic import atomic_write_text
 
@@ -46,6 +47,7 @@ def write_report(
     notes: Sequence[str] = (),
     metrics: Sequence[str] = HEADLINE_METRICS,
     links: Sequence[tuple[str, str]] = (),
+    scene: SceneView | None = None,
 ) -> Path:
     """Write the HTML report: ``notes`` paragraphs, the results table, then each (caption, PNG)."""
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"]

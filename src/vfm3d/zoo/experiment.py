@@ -1,6 +1,6 @@
 """The zoo experiment: probe every shipped zoo model and its random-init twin at every layer (and
 several timesteps for ``wan-mini``) on world clips no zoo model saw, object and scene kinds
-reported separately, through the sweep machinery (`vfm3d.report.sweep`).
+reported separately, through the sweep machinery (`vfm3d.probe.sweep`).
 
 Layout of ``OUT``::
 
@@ -181,7 +181,7 @@ def _run_one(job: tuple[str, dict[str, Any], str, int, bool]) -> list[dict[str, 
     """Worker: run one model's sweep (own process; ``threads`` torch threads)."""
     import torch
 
-    from vfm3d.report.sweep import parse_spec, run_sweep
+    from vfm3d.probe.sweep import parse_spec, run_sweep
 
     _, spec_dict, out, threads, progress = job
     torch.set_num_threads(threads)
@@ -204,7 +204,7 @@ def run_experiment(
     ``names`` restricts it to some zoo models; ``overrides`` updates `experiment_settings` (tests).
     """
     from vfm3d.backbones.registry import available
-    from vfm3d.report.sweep import write_outputs
+    from vfm3d.probe.sweep import write_outputs
     from vfm3d.zoo import MODELS
 
     out_dir = Path(out)

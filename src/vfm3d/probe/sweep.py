@@ -56,8 +56,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PLOT_METRICS = ("point_err", "depth_err", "auc@30")
-
 
 @dataclass
 class BackboneEntry:
@@ -328,69 +326,25 @@ def _metrics_current(metrics_path: Path, run: Path) -> bool:
 
 
 def write_outputs(rows: list[dict[str, Any]], out_dir: Path, spec: SweepSpec | None = None) -> Path:
-    """Write ``results.csv``, ``results.md``, the plots and ``report.html``; return the report path."""
-    from vfm3d.report import html as report_html
-    from vfm3d.report import plots
-    from vfm3d.report.tables import to_csv, to_markdown
+    """Write the sweep's tables, plots and ``report.html`` (drawn by `vfm3d.report`); return the
+    report path. The example clip shown in 3D comes from the best probe (`example_view`)."""
+    from vfm3d.report.sweep_report import write_sweep_report
 
-    to_csv(rows, out_dir / "results.csv")
-    to_markdown(rows, path=out_dir / "results.md")
-    fig_dir = out_dir / "figures"
-    figures: list[tuple[str, Path]] = []
-    for metric in PLOT_METRICS:
-        if any(r.get(metric) is not None for r in rows):
-            figures.append(
-                (
-                    f"{metric} vs layer",
-                    plots.metric_vs_layer(rows, metric, fig_dir / f"layers_{_safe(metric)}.png"),
-                )
-            )
-    diffusion = sorted({r["backbone"] for r in rows if r.get("timestep") is not None})
-    for name in diffusion:
-        figures.append(
-            (
-                f"{name}: layer x timestep (point_err)",
-                plots.layer_timestep_heatmap(
-                    rows, name, "point_err", fig_dir / f"heatmap_{_safe(name)}.png"
-                ),
-            )
-        )
-    for metric in ("point_err", "auc@30"):
-        figures.append(
-            (
-                f"best {metric} per backbone",
-                plots.best_per_backbone_bars(rows, metric, fig_dir / f"bars_{_safe(metric)}.png"),
-            )
-        )
-    links: list[tuple[str, str]] = [("results.csv", "results.csv"), ("results.md", "results.md")]
-    example = _example_figures(rows, out_dir, fig_dir)
-    figures += example[0]
-    links += example[1]
-    notes = [
-        "Point Err and Depth Err: lower is better (VidFM3D definitions, normalised scale); "
-        "AUC@k: higher is better (auc@k = VGGT mode over all pairs, auc_vidfm3d@k = the paper's "
-        "31-bin per-batch mode). Best value per split in bold in results.md.",
-    ]
-    return report_html.write_report(
-        out_dir / "report.html", "vfm3d probe sweep", rows, figures, notes=notes, links=links
-    )
+    return write_sweep_report(rows, Path(out_dir), example_view(rows, Path(out_dir)))
 
 
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+def example_view(rows: list[dict[str, Any]], out_dir: Path) -> Any:
+    """A `SceneView` of the first evaluation sample of the best probe (lowest Point Err), its
+    predicted points and cameras Sim(3)-aligned to the truth (as Point Err aligns); None when no
+    row was scored."""
+    import numpy as np
 
-
-def _example_figures(
-    rows: list[dict[str, Any]], out_dir: Path, fig_dir: Path
-) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
-    """Predicted vs true depth and point cloud of one evaluation clip, from the best probe."""
     from vfm3d.probe.evaluate import predict
-    from vfm3d.report import plots
-    from vfm3d.report.pointcloud import write_ply
+    from vfm3d.report.scene import SceneView
 
     scored = [r for r in rows if isinstance(r.get("point_err"), float) and "run" in r]
     if not scored:
-        return [], []
+        return None
     best = min(scored, key=lambda r: r["point_err"])
     spec = json.loads((out_dir / "spec.json").read_text())
     data_dir = spec["eval"].get(best["split"])
@@ -399,39 +353,40 @@ def _example_figures(
     title = f"{best['backbone']} layer {best['layer']}" + (
         "" if best.get("timestep") is None else f" t={best['timestep']}"
     )
-    depth_png = plots.depth_comparison(
-        pred["images"], pred["pred_depth"], pred["depth"], valid, fig_dir / "example_depth.png"
-    )
-    # Align the predicted cloud to the truth (Sim(3) on valid pixels) for display, as Point Err does.
     pts_pred = pred["pred_points"][valid].reshape(-1, 3)
     pts_gt = pred["points"][valid].reshape(-1, 3)
-    cols = pred["images"][valid].reshape(-1, 3)
-    pts_pred_aligned = _align_for_display(pts_pred, pts_gt)
-    cloud_png = plots.point_cloud_views(
-        pts_pred_aligned, pts_gt, cols, fig_dir / "example_points.png"
-    )
-    write_ply(out_dir / "example_pred.ply", pts_pred_aligned, cols)
-    write_ply(out_dir / "example_gt.ply", pts_gt, cols)
-    return (
-        [
-            (f"example clip {pred['clip_id']}: depth ({title})", depth_png),
-            (f"example clip {pred['clip_id']}: point cloud ({title})", cloud_png),
-        ],
-        [
-            ("predicted point cloud (PLY)", "example_pred.ply"),
-            ("true point cloud (PLY)", "example_gt.ply"),
-        ],
+    scale, rot, trans = _display_alignment(pts_pred, pts_gt)
+    pred_c2w = np.linalg.inv(pred["pred_world_to_cam"].astype(np.float64))
+    aligned_c2w = pred_c2w.copy()
+    aligned_c2w[:, :3, :3] = rot @ pred_c2w[:, :3, :3]
+    aligned_c2w[:, :3, 3] = scale * pred_c2w[:, :3, 3] @ rot.T + trans
+    return SceneView(
+        title=f"example clip {pred['clip_id']} ({title})",
+        images=pred["images"],
+        intrinsics=pred["intrinsics"].astype(np.float64),
+        pred_depth=pred["pred_depth"],
+        gt_depth=pred["depth"],
+        valid=valid,
+        pred_points=scale * pts_pred @ rot.T + trans,
+        gt_points=pts_gt,
+        colors=pred["images"][valid].reshape(-1, 3),
+        pred_cam_to_world=aligned_c2w,
+        gt_cam_to_world=pred["cam_to_world"].astype(np.float64),
+        aligned=True,
     )
 
 
-def _align_for_display(pred: Any, gt: Any) -> Any:
+def _display_alignment(pred: Any, gt: Any) -> tuple[float, Any, Any]:
+    """Sim(3) ``(s, R [3,3], t [3])`` mapping predicted to true points (Umeyama), identity if
+    fewer than 3 points."""
+    import numpy as np
     import torch
 
     from vfm3d.geometry import umeyama
 
     if pred.shape[0] < 3:
-        return pred
+        return 1.0, np.eye(3), np.zeros(3)
     src = torch.as_tensor(pred, dtype=torch.float64)
     dst = torch.as_tensor(gt, dtype=torch.float64)
     s, r, t = umeyama(src, dst, with_scale=True)
-    return (s * src @ r.T + t).numpy()
+    return float(s), r.numpy(), t.numpy()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vfm3d.report.sweep import load_spec, parse_spec, run_sweep
+from vfm3d.probe.sweep import load_spec, parse_spec, run_sweep
 
 TINY_SPEC = """
 seed = 0

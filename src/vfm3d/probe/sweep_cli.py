@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vfm3d.report.sweep import load_spec, run_sweep
+    from vfm3d.probe.sweep import load_spec, run_sweep
     from vfm3d.report.tables import to_markdown
 
     spec = load_spec(args.spec)
