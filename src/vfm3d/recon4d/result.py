@@ -18,7 +18,7 @@ class Reconstruction:
     - ``depth`` float32 ``[T, H, W]`` z-depth in each frame's camera; ``depth_conf`` ``[T, H, W]``;
     - ``points`` float32 ``[T, H, W, 3]`` world points; ``points_conf`` ``[T, H, W]``;
     - ``intrinsics`` float64 ``[T, 3, 3]`` (pixels of ``frames``); ``cam_to_world`` float64
-      ``[T, 4, 4]`` (``cam_to_world[0]`` = identity);
+      ``[T, 4, 4]`` as the model predicts them (trained so that frame 0 is the identity; near it);
     - ``timestamps`` ``[T]`` seconds (or frame indices when the source has no clock);
     - ``meta``: model, input, windows, timings. The scale is the model's own (up to similarity).
     """
