@@ -148,7 +148,8 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
     grads = []
     for m in (plain, ckpt):
         out = m(feats, (12, 16))
-        (out["points"].sum() + out["depth"].sum() + out["pose_enc"].sum()).backward()
+        poses = sum(p.sum() for p in out["pose_enc_list"])  # each iteration (earlier detached)
+        (out["points"].sum() + out["depth"].sum() + poses).backward()
         grads.append({k: p.grad.clone() for k, p in m.named_parameters()})
     for key in grads[0]:
         torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-4, atol=1e-6)
@@ -168,3 +169,68 @@ def test_fusion_conv_before_upsampling_equals_vggt_order() -> None:
             torch.nn.functional.interpolate(y, size=(11, 13), mode="bilinear", align_corners=True)
         )
     torch.testing.assert_close(ours, vggt, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------- same function as VGGT
+def test_residual_unit_skip_adds_relu_of_input() -> None:
+    """VGGT's residual conv units apply an in-place ReLU to their input: the skip adds relu(x)."""
+    from vfm3d.probe.heads import _FusionBlock
+
+    block = _FusionBlock(3)
+    unit = block.rcu1
+    with torch.no_grad():
+        for conv in (unit.conv1, unit.conv2):
+            conv.weight.zero_()
+            conv.bias.zero_()
+    x = -torch.rand(1, 3, 4, 5) - 0.1  # all negative
+    torch.testing.assert_close(unit(x), torch.zeros_like(x))
+    x = torch.randn(1, 3, 4, 5)
+    torch.testing.assert_close(unit(x), torch.relu(x))
+
+
+def test_uv_grid_spans_pixel_centres() -> None:
+    """The DPT position grid of n cells reaches ±span·(n−1)/n (cell centres), not ±span."""
+    from vfm3d.models.vggt.heads import create_uv_grid, uv_embedding
+
+    grid = create_uv_grid(4, 4, dtype=torch.float64)  # square: span = 1/sqrt(2)
+    span = 2**-0.5
+    expected = torch.tensor([-0.75, -0.25, 0.25, 0.75], dtype=torch.float64) * span
+    torch.testing.assert_close(grid[0, :, 0], expected)  # u along a row
+    torch.testing.assert_close(grid[:, 0, 1], expected)  # v down a column
+    wide = create_uv_grid(4, 2, aspect_ratio=2.0, dtype=torch.float64)
+    torch.testing.assert_close(wide[0, :, 0], expected / span * 2 / 5**0.5)
+    torch.testing.assert_close(wide[:, 0, 1], torch.tensor([-0.5, 0.5]).double() / 5**0.5)
+    emb = uv_embedding(4, 4, 8, 1.0, torch.device("cpu"), torch.float64)
+    # channel 0: sin(u * omega_0^0) * 0.1; channel 4 (y part): sin(v) * 0.1
+    torch.testing.assert_close(emb[0, 0], 0.1 * torch.sin(expected))
+    torch.testing.assert_close(emb[4, :, 0], 0.1 * torch.sin(expected))
+
+
+def test_probe_dpt_head_is_vggts_with_other_names() -> None:
+    """The probe's DPT head and `vfm3d.models.vggt`'s compute one function: the same weights
+    (renamed one to one) give the same maps."""
+    import re
+
+    from vfm3d.models.vggt.heads import DPTHead as VggtDPT
+    from vfm3d.probe.heads import DPTHead
+
+    torch.manual_seed(0)
+    ours = DPTHead(16, 4, "inv_log", features=8, out_channels=(4, 8, 16, 16))
+    vggt = VggtDPT(16, patch_size=4, output_dim=4, features=8, out_channels=(4, 8, 16, 16),
+                   intermediate_layer_idx=(0, 1, 2, 3))  # fmt: skip
+
+    def to_probe(name: str) -> str:
+        name = name.replace("resize_layers", "resize").replace("scratch.output_conv", "output_conv")
+        name = re.sub(r"scratch\.layer(\d)_rn", lambda m: f"layer_rn.{int(m[1]) - 1}", name)
+        name = re.sub(r"scratch\.refinenet(\d)", lambda m: f"fusion.{int(m[1]) - 1}", name)
+        return name.replace("resConfUnit1", "rcu1").replace("resConfUnit2", "rcu2")
+
+    state = {to_probe(k): v for k, v in vggt.state_dict().items()}
+    assert set(state) == set(ours.state_dict())
+    ours.load_state_dict(state, strict=True)
+    layers = [torch.randn(2, 3, 1 + 12, 16) for _ in range(4)]  # 3 x 4 grid, 1 special token
+    with torch.no_grad():
+        pv, pc = ours(layers, (3, 4), 1, (12, 16))
+        vv, vc = vggt(layers, torch.zeros(2, 3, 3, 12, 16), 1)
+    torch.testing.assert_close(pv, vv)
+    torch.testing.assert_close(pc, vc)

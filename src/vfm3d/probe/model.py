@@ -155,8 +155,8 @@ class ProbeModel(nn.Module):
         return {
             "pose_enc": pose_list[-1],
             "pose_enc_list": pose_list,
-            "points": points.permute(0, 1, 3, 4, 2),
+            "points": points,
             "points_conf": points_conf,
-            "depth": depth[:, :, 0],
+            "depth": depth[..., 0],
             "depth_conf": depth_conf,
         }

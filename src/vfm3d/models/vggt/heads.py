@@ -7,7 +7,9 @@ Both read the aggregator's layer outputs ``[B, S, P, C_in]`` (``C_in = 2 * embed
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +97,12 @@ def create_uv_grid(
     dtype: torch.dtype | None = None,
     device: torch.device | None = None,
 ) -> torch.Tensor:
-    """``[height, width, 2]`` normalised (u, v) pixel-centre grid spanning a unit-diagonal box."""
+    """``[height, width, 2]`` normalised (u, v) pixel-centre grid spanning a unit-diagonal box.
+
+    The box is ``±span_x`` by ``±span_y`` with ``span_x = a / sqrt(a² + 1)``, ``span_y = 1 /
+    sqrt(a² + 1)`` (``a`` the aspect ratio); the ``n`` samples along an axis are the centres of
+    ``n`` equal cells, so they reach ``±span · (n - 1) / n``, not the box edge (VGGT).
+    """
     if aspect_ratio is None:
         aspect_ratio = float(width) / float(height)
     diag = (aspect_ratio**2 + 1.0) ** 0.5
@@ -130,6 +137,29 @@ def position_grid_to_embed(
     return torch.cat([emb_x, emb_y], dim=-1).view(height, width, embed_dim)
 
 
+@functools.lru_cache(maxsize=64)
+def _uv_embedding_cached(
+    height: int, width: int, channels: int, aspect: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    grid = create_uv_grid(width, height, aspect_ratio=aspect, dtype=torch.float64)
+    emb = position_grid_to_embed(grid, channels) * 0.1
+    return emb.permute(2, 0, 1).to(device=device, dtype=dtype).contiguous()
+
+
+def uv_embedding(
+    height: int, width: int, channels: int, aspect: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """``[channels, height, width]``: the DPT head's position embedding, already scaled by 0.1.
+
+    ``position_grid_to_embed(create_uv_grid(width, height, aspect)) * 0.1`` (VGGT's
+    ``_apply_pos_embed``), computed once per (size, channels, aspect, device, dtype) and cached;
+    ``aspect`` is the output image's width / height.
+    """
+    return _uv_embedding_cached(
+        int(height), int(width), int(channels), round(float(aspect), 9), device, dtype
+    )
+
+
 # ---------------------------------------------------------------------- DPT
 class ResidualConvUnit(nn.Module):
     """``relu(x) + conv2(relu(conv1(relu(x))))`` (3x3 convs).
@@ -149,15 +179,23 @@ class ResidualConvUnit(nn.Module):
 
 
 class FeatureFusionBlock(nn.Module):
-    """DPT fusion: ``out_conv(upsample(rcu2(x + rcu1(skip))))`` (bilinear, align_corners)."""
+    """DPT fusion: ``out_conv(upsample(rcu2(x + rcu1(skip))))`` (bilinear, align_corners).
+
+    The two residual units are registered under ``unit_names`` (VGGT: ``resConfUnit1/2``; a
+    subclass may rename them for its own state-dict layout without changing the function). The
+    1x1 ``out_conv`` runs before the upsampling: it commutes exactly with bilinear resizing
+    (weights summing to 1), so the result is VGGT's at a quarter of the convolution cost.
+    """
+
+    unit_names: tuple[str, str] = ("resConfUnit1", "resConfUnit2")
 
     def __init__(self, features: int, has_residual: bool = True) -> None:
         super().__init__()
         self.has_residual = has_residual
         self.out_conv = nn.Conv2d(features, features, kernel_size=1, bias=True)
         if has_residual:
-            self.resConfUnit1 = ResidualConvUnit(features)
-        self.resConfUnit2 = ResidualConvUnit(features)
+            setattr(self, self.unit_names[0], ResidualConvUnit(features))
+        setattr(self, self.unit_names[1], ResidualConvUnit(features))
 
     def forward(
         self,
@@ -165,14 +203,101 @@ class FeatureFusionBlock(nn.Module):
         skip: torch.Tensor | None = None,
         size: Sequence[int] | None = None,
     ) -> torch.Tensor:
+        """``x, skip [N, F, h, w]`` -> ``[N, F, *size]`` (``size`` default ``2h, 2w``)."""
         if self.has_residual and skip is not None:
-            x = x + self.resConfUnit1(skip)
-        x = self.resConfUnit2(x)
+            x = x + getattr(self, self.unit_names[0])(skip)
+        x = self.out_conv(getattr(self, self.unit_names[1])(x))
         if size is None:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        else:
-            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
-        return self.out_conv(x)
+            size = (x.shape[-2] * 2, x.shape[-1] * 2)
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
+def dpt_resize_layers(out_channels: Sequence[int]) -> nn.ModuleList:
+    """The four per-stage resamplers: 4x and 2x transposed convs, identity, a stride-2 conv."""
+    oc = list(out_channels)
+    return nn.ModuleList(
+        [
+            nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
+            nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
+            nn.Identity(),
+            nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
+        ]
+    )
+
+
+def dpt_output_convs(features: int, output_dim: int) -> tuple[nn.Conv2d, nn.Sequential]:
+    """``output_conv1`` (3x3, ``features -> features / 2``) and ``output_conv2`` (3x3 -> ReLU ->
+    1x1 to ``output_dim``)."""
+    conv1 = nn.Conv2d(features, features // 2, kernel_size=3, padding=1)
+    conv2 = nn.Sequential(
+        nn.Conv2d(features // 2, 32, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, output_dim, kernel_size=1),
+    )
+    return conv1, conv2
+
+
+@dataclass(frozen=True)
+class DPTParts:
+    """The modules of one DPT head, in computation order, whatever their state-dict names.
+
+    ``fusion[i]`` fuses stage ``i`` (``fusion[3]``, VGGT's ``refinenet4``, has no skip);
+    ``output_conv2`` is ``None`` for a feature-only head.
+    """
+
+    norm: nn.Module
+    projects: Sequence[nn.Module]
+    resize: Sequence[nn.Module]
+    layer_rn: Sequence[nn.Module]
+    fusion: Sequence[FeatureFusionBlock]
+    output_conv1: nn.Module
+    output_conv2: nn.Module | None
+
+
+def dpt_forward(
+    parts: DPTParts,
+    tokens: Sequence[torch.Tensor],
+    grid: tuple[int, int],
+    out_size: tuple[int, int],
+    pos_embed: bool = True,
+    aspect: float | None = None,
+) -> torch.Tensor:
+    """THE DPT computation (VGGT ``heads/dpt_head.py``), shared by VGGT and the probe.
+
+    Args:
+        parts: the head's modules.
+        tokens: 4 stage inputs ``[N, h*w, C_in]`` (patch tokens only, row-major).
+        grid: ``(h, w)`` of the tokens.
+        out_size: ``(H, W)`` of the output (one bilinear resize, align_corners, reaches it).
+        pos_embed: add the 0.1-scaled uv sin-cos embedding (`uv_embedding`) after each
+            projection and after the final resize.
+        aspect: width / height of the image the embedding spans (default ``W / H``).
+
+    Returns ``[N, D, H, W]``: the raw output (before activation, ``D = output_dim``), or the
+    ``output_conv1`` feature map when ``parts.output_conv2`` is None.
+    """
+    h, w = grid
+    height, width = int(out_size[0]), int(out_size[1])
+    aspect = width / height if aspect is None else float(aspect)
+    maps = []
+    for i, x in enumerate(tokens):
+        n = x.shape[0]
+        x = parts.norm(x).transpose(1, 2).reshape(n, -1, h, w)
+        x = parts.projects[i](x)
+        if pos_embed:
+            x = x + uv_embedding(h, w, x.shape[1], aspect, x.device, x.dtype)
+        maps.append(parts.layer_rn[i](parts.resize[i](x)))
+    out = parts.fusion[3](maps[3], size=maps[2].shape[-2:])
+    out = parts.fusion[2](out, maps[2], size=maps[1].shape[-2:])
+    out = parts.fusion[1](out, maps[1], size=maps[0].shape[-2:])
+    out = parts.fusion[0](out, maps[0])
+    out = parts.output_conv1(out)
+    out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=True)
+    if pos_embed:
+        out = out + uv_embedding(height, width, out.shape[1], aspect, out.device, out.dtype)
+    if parts.output_conv2 is None:
+        return out
+    return parts.output_conv2(out)
 
 
 class DPTHead(nn.Module):
@@ -192,7 +317,8 @@ class DPTHead(nn.Module):
 
     ``forward(layers, images [B, S, 3, H, W], patch_start_idx, frames_chunk_size=8)`` returns
     ``(values [B, S, H, W, output_dim - 1], conf [B, S, H, W])`` or the feature map. ``layers`` is
-    indexable by layer index (a list or the aggregator's dict).
+    indexable by layer index (a list or the aggregator's dict). The computation is `dpt_forward`
+    (shared with the probe's DPT head).
     """
 
     def __init__(
@@ -222,14 +348,7 @@ class DPTHead(nn.Module):
         self.intermediate_layer_idx = tuple(int(i) for i in intermediate_layer_idx)
         self.norm = nn.LayerNorm(dim_in)
         self.projects = nn.ModuleList(nn.Conv2d(dim_in, c, kernel_size=1) for c in oc)
-        self.resize_layers = nn.ModuleList(
-            [
-                nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
-                nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
-                nn.Identity(),
-                nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
-            ]
-        )
+        self.resize_layers = dpt_resize_layers(oc)
         scratch = nn.Module()
         for i, c in enumerate(oc, start=1):
             setattr(scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
@@ -240,13 +359,21 @@ class DPTHead(nn.Module):
         if feature_only:
             scratch.output_conv1 = nn.Conv2d(features, features, kernel_size=3, padding=1)
         else:
-            scratch.output_conv1 = nn.Conv2d(features, features // 2, kernel_size=3, padding=1)
-            scratch.output_conv2 = nn.Sequential(
-                nn.Conv2d(features // 2, 32, kernel_size=3, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(32, output_dim, kernel_size=1),
-            )
+            scratch.output_conv1, scratch.output_conv2 = dpt_output_convs(features, output_dim)
         self.scratch = scratch
+
+    def parts(self) -> DPTParts:
+        """This head's modules for `dpt_forward`."""
+        sc = self.scratch
+        return DPTParts(
+            norm=self.norm,
+            projects=self.projects,
+            resize=self.resize_layers,
+            layer_rn=[sc.layer1_rn, sc.layer2_rn, sc.layer3_rn, sc.layer4_rn],
+            fusion=[sc.refinenet1, sc.refinenet2, sc.refinenet3, sc.refinenet4],
+            output_conv1=sc.output_conv1,
+            output_conv2=None if self.feature_only else sc.output_conv2,
+        )
 
     def forward(
         self,
@@ -272,52 +399,25 @@ class DPTHead(nn.Module):
         conf = torch.cat([c[1] for c in chunks], dim=1)  # type: ignore[index]
         return values, conf
 
-    def _add_pos_embed(self, x: torch.Tensor, width: int, height: int) -> torch.Tensor:
-        grid = create_uv_grid(
-            x.shape[-1], x.shape[-2], aspect_ratio=width / height, dtype=x.dtype, device=x.device
-        )
-        emb = position_grid_to_embed(grid, x.shape[1]) * 0.1
-        return x + emb.permute(2, 0, 1)[None].to(x.dtype)
-
     def _forward_chunk(
         self, layers: TokenLayers, images: torch.Tensor, patch_start_idx: int, start: int, end: int
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         b, _, _, height, width = images.shape
         s = end - start
-        grid_h, grid_w = height // self.patch_size, width // self.patch_size
-        feats = []
-        for i, layer_idx in enumerate(self.intermediate_layer_idx):
-            x = layers[layer_idx][:, start:end, patch_start_idx:]
-            x = self.norm(x.reshape(b * s, -1, x.shape[-1]))
-            x = x.permute(0, 2, 1).reshape(b * s, x.shape[-1], grid_h, grid_w)
-            x = self.projects[i](x)
-            if self.pos_embed:
-                x = self._add_pos_embed(x, width, height)
-            feats.append(self.resize_layers[i](x))
-        out = self._fuse(feats)
+        grid = (height // self.patch_size, width // self.patch_size)
         size = (
-            int(grid_h * self.patch_size / self.down_ratio),
-            int(grid_w * self.patch_size / self.down_ratio),
+            int(grid[0] * self.patch_size / self.down_ratio),
+            int(grid[1] * self.patch_size / self.down_ratio),
         )
-        out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
-        if self.pos_embed:
-            out = self._add_pos_embed(out, width, height)
+        tokens = []
+        for layer_idx in self.intermediate_layer_idx:
+            x = layers[layer_idx][:, start:end, patch_start_idx:]
+            tokens.append(x.reshape(b * s, -1, x.shape[-1]))
+        out = dpt_forward(self.parts(), tokens, grid, size, self.pos_embed, width / height)
         if self.feature_only:
             return out.view(b, s, *out.shape[1:])
-        values, conf = activate_head(
-            self.scratch.output_conv2(out), self.activation, self.conf_activation
-        )
+        values, conf = activate_head(out, self.activation, self.conf_activation)
         return values.view(b, s, *values.shape[1:]), conf.view(b, s, *conf.shape[1:])
-
-    def _fuse(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        sc = self.scratch
-        l1, l2 = sc.layer1_rn(feats[0]), sc.layer2_rn(feats[1])
-        l3, l4 = sc.layer3_rn(feats[2]), sc.layer4_rn(feats[3])
-        out = sc.refinenet4(l4, size=l3.shape[2:])
-        out = sc.refinenet3(out, l3, size=l2.shape[2:])
-        out = sc.refinenet2(out, l2, size=l1.shape[2:])
-        out = sc.refinenet1(out, l1)
-        return sc.output_conv1(out)
 
 
 # ---------------------------------------------------------------------- camera
