@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vfm3d.demo", "the embedded end-to-end demo (world, backbones, sweep, report)"),
     "data": ("vfm3d.data.cli", "inspect and convert real datasets (CO3Dv2, DL3DV, TUM, ...)"),
     "zoo": ("vfm3d.zoo.cli", "train the miniature model zoo and run its experiment"),
+    "view": ("vfm3d.report.view_cli", "show a run folder, clip or PLY in a 3D viewer (viser)"),
     "reconstruct": (
         "vfm3d.recon4d.cli",
         "depth, cameras and point clouds of a video / image folder / clips (PLY, GLB, COLMAP, TUM)",

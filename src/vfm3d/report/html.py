@@ -1,4 +1,8 @@
-"""A single self-contained ``report.html``: tables and figures (PNG embedded as base64)."""
+"""A single self-contained ``report.html``: tables, figures (PNG embedded as base64) and, given a
+`SceneView`, an interactive WebGL 3D view with a depth-per-frame slider (`vfm3d.report.viewer`).
+
+The page needs no network: the viewer's JavaScript and all data are inlined.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 
 from vfm3d.report.scene import SceneView
 from vfm3d.report.tables import HEADLINE_METRICS, ID_COLUMNS, _fmt
+from vfm3d.report.viewer import POINT_CAP, scene_section
 from vfm3d.utils.atomic import atomic_write_text
 
 _STYLE = """
@@ -20,6 +25,9 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 .note{color:#555;font-size:13px}
+#v3d-controls label{margin-right:1em;white-space:nowrap}
+#v3d-depth td,#v3d-depth th{text-align:center;vertical-align:top}
+#v3d-depth img{image-rendering:pixelated;width:256px}
 """
 
 
@@ -48,15 +56,22 @@ def write_report(
     metrics: Sequence[str] = HEADLINE_METRICS,
     links: Sequence[tuple[str, str]] = (),
     scene: SceneView | None = None,
+    max_points: int = POINT_CAP,
 ) -> Path:
-    """Write the HTML report: ``notes`` paragraphs, the results table, then each (caption, PNG)."""
+    """Write the HTML report: ``notes`` paragraphs, the results table, the interactive 3D view
+    and depth slider of ``scene`` (when given; at most ``max_points`` points per cloud), then
+    each (caption, PNG) figure (static fallbacks when WebGL is unavailable) and the links."""
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"]
     parts.append(f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>")
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
     parts.append("<h2>Results</h2>" + _table(rows, metrics))
-    for caption, fig in figures:
-        if Path(fig).is_file():
-            parts.append(f"<h3>{html.escape(caption)}</h3>{_img(Path(fig))}")
+    if scene is not None:
+        parts.append(scene_section(scene, max_points))
+    shown = [(caption, Path(fig)) for caption, fig in figures if Path(fig).is_file()]
+    if shown:
+        parts.append("<h2>Figures</h2>")
+    for caption, fig in shown:
+        parts.append(f"<h3>{html.escape(caption)}</h3>{_img(fig)}")
     if links:
         items = "".join(
             f"<li><a href='{html.escape(href)}'>{html.escape(text)}</a></li>"
