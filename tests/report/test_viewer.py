@@ -10,6 +10,7 @@ import pytest
 
 from vfm3d.report import html as report_html
 from vfm3d.report import viewer
+from vfm3d.report.export.cameras import write_cameras_json
 from vfm3d.report.scene import SceneView
 
 
@@ -253,17 +254,9 @@ def test_view_loads_run_folders_and_ply(tmp_path) -> None:
 
     export = tmp_path / "export"
     write_ply(export / "points.ply", scene.gt_points, scene.colors)
-    frames = [
-        {
-            "index": i,
-            "width": 64,
-            "height": 48,
-            "K": scene.intrinsics[i].tolist(),
-            "cam_to_world": scene.gt_cam_to_world[i].tolist(),
-        }
-        for i in range(3)
-    ]
-    (export / "cameras.json").write_text(json.dumps({"convention": "OpenCV", "frames": frames}))
+    write_cameras_json(
+        export / "cameras.json", scene.intrinsics[:3], scene.gt_cam_to_world[:3], 64, 48
+    )
     loaded = load_scene(export)
     assert [c[0] for c in loaded.clouds] == ["points"] and len(loaded.cameras) == 3
     np.testing.assert_allclose(loaded.cameras[2].cam_to_world, scene.gt_cam_to_world[2])

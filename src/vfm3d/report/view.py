@@ -17,7 +17,6 @@ is set to -y so that the OpenCV world (y down) stands upright.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -84,22 +83,16 @@ def _cap(points: np.ndarray, colors: np.ndarray, max_points: int) -> tuple[np.nd
 
 
 def read_cameras(path: str | os.PathLike[str]) -> list[ViewCamera]:
-    """Cameras of a ``cameras.json``: ``{"frames": [{"K", "cam_to_world", "width", "height"},
-    ...]}`` (the export layout; ``"intrinsics"`` accepted for ``"K"``; a bare list accepted)."""
-    data: Any = json.loads(Path(path).read_text(encoding="utf-8"))
-    frames = data.get("frames", data.get("cameras")) if isinstance(data, dict) else data
-    if not isinstance(frames, list):
-        raise ValueError(f"{path}: expected a 'frames' list of cameras")
-    cameras = []
-    for number, frame in enumerate(frames):
-        k = np.asarray(frame.get("K", frame.get("intrinsics")), dtype=np.float64)
-        c2w = np.asarray(frame.get("cam_to_world"), dtype=np.float64)
-        if k.shape != (3, 3) or c2w.shape != (4, 4):
-            raise ValueError(f"{path}: frame {number} needs K [3, 3] and cam_to_world [4, 4]")
-        width = int(frame.get("width", round(2 * k[0, 2] + 1)))
-        height = int(frame.get("height", round(2 * k[1, 2] + 1)))
-        cameras.append(ViewCamera(f"camera_{number:03d}", k, c2w, width, height))
-    return cameras
+    """Cameras of a ``cameras.json`` written by `vfm3d.report.export.write_cameras_json`."""
+    from vfm3d.report.export.cameras import read_cameras_json
+
+    cams = read_cameras_json(path)
+    return [
+        ViewCamera(f"camera_{number:03d}", k, c2w, int(width), int(height))
+        for number, (k, c2w, width, height) in enumerate(
+            zip(cams.intrinsics, cams.cam_to_world, cams.widths, cams.heights)
+        )
+    ]
 
 
 def _load_folder(folder: Path, max_points: int) -> ViewScene:
