@@ -83,6 +83,36 @@ class InputRules:
             return False
         return (num_frames - self.frame_offset) % self.frame_step == 0
 
+    def nearest_valid_frames(self, num_frames: int) -> list[int]:
+        """``[num_frames]`` if it is valid, else the nearest valid counts below and above it
+        (one or both, ascending; empty if no count is valid), e.g. T = 4k+1: 10 -> [9, 13]."""
+        if self.frames_ok(num_frames):
+            return [num_frames]
+        if self.fixed_frames is not None:
+            return [self.fixed_frames] if self.frames_ok(self.fixed_frames) else []
+        step = max(1, self.frame_step)
+        below = None
+        top = num_frames - 1 if self.max_frames is None else min(num_frames - 1, self.max_frames)
+        for t in range(top, max(0, top - step), -1):
+            if self.frames_ok(t):
+                below = t
+                break
+        above = None
+        low = max(num_frames + 1, self.min_frames)
+        for t in range(low, low + step):
+            if self.max_frames is not None and t > self.max_frames:
+                break
+            if self.frames_ok(t):
+                above = t
+                break
+        return [t for t in (below, above) if t is not None]
+
+    def _nearest_note(self, num_frames: int) -> str:
+        nearest = self.nearest_valid_frames(num_frames)
+        if not nearest:
+            return "; no frame count satisfies it"
+        return f"; nearest counts that work: {', '.join(str(t) for t in nearest)}"
+
     def largest_valid_frames(self, available: int) -> int:
         """The largest valid frame count <= ``available`` (for the CLI's automatic choice)."""
         for t in range(available, 0, -1):
@@ -90,13 +120,16 @@ class InputRules:
                 return t
         raise UnsupportedInputError(
             f"no valid frame count <= {available} for rule: {self.describe()}"
+            f"{self._nearest_note(available)}"
         )
 
     def check(self, num_frames: int, height: int, width: int) -> None:
-        """Raise `UnsupportedInputError` naming the violated rule."""
+        """Raise `UnsupportedInputError` naming the violated rule (and, for a frame count, the
+        nearest counts that work)."""
         if not self.frames_ok(num_frames):
             raise UnsupportedInputError(
                 f"{num_frames} frames not supported: the rule is {self.describe()}"
+                f"{self._nearest_note(num_frames)}"
             )
         if self.fixed_size is not None and (height, width) != tuple(self.fixed_size):
             raise UnsupportedInputError(

@@ -29,6 +29,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "bonn": ("vfm3d.data.readers.tum", "BonnReader"),
     "sintel": ("vfm3d.data.readers.sintel", "SintelReader"),
     "scannet": ("vfm3d.data.readers.scannet", "ScanNetReader"),
+    # a user's input without ground truth (root is a file / a folder of images)
+    "video": ("vfm3d.data.readers.video", "VideoReader"),
+    "images": ("vfm3d.data.readers.images", "ImageFolderReader"),
 }
 
 

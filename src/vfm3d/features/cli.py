@@ -1,8 +1,14 @@
-"""`vfm3d extract`: features of a clip folder into a resumable cache.
+"""`vfm3d extract`: features of clips (a clip folder, a video, an image folder) into a cache.
+
+``--data`` is anything `vfm3d.data.inputs.open_clips` opens; ``--fps``, ``--stride``,
+``--start``, ``--start-frame``, ``--max-frames``, ``--size``, ``--resize-mode`` and
+``--intrinsics`` shape a video / image folder as it is read (``--resize`` still resizes right
+before the model, for every kind of input).
 
 Examples::
 
     vfm3d extract --data world/ --backbone random --layers 0,3 --out cache/
+    vfm3d extract --data walk.mp4 --fps 10 --size 256x256 --backbone random --layers 0 --out cache/
     vfm3d extract --data world/ --backbone wan2.1 --tiny --layers 1,2 --timesteps 250,749 --out cache/
     torchrun --nproc_per_node 2 -m vfm3d.cli extract ...      # ranks split the clips
     vfm3d extract ... --shard 0/4                               # independent jobs; then --merge
@@ -13,6 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from vfm3d.data.inputs import add_input_arguments
 
 
 def _int_list(text: str) -> list[int]:
@@ -47,7 +55,11 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="clip folder (with index.json)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="clip folder (index.json), .safetensors clip, video file, or folder of images",
+    )
     parser.add_argument("--backbone", help="registered backbone name (see `vfm3d backbones`)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", help="local weights directory (model's own layout)")
@@ -74,13 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--merge", action="store_true", help="only merge manifest parts of finished jobs"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_input_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     import torch
 
     from vfm3d.backbones import load
-    from vfm3d.clip import ClipFolder
+    from vfm3d.data.inputs import input_options, open_clips
     from vfm3d.features.runner import extract_to_store, rank_from_env
     from vfm3d.features.store import FeatureStore
 
@@ -107,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
         if device.startswith("cuda") and ":" not in device:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
             torch.cuda.set_device(device)
-    folder = ClipFolder(args.data)
+    folder = open_clips(args.data, **input_options(args))
     backbone = load(
         args.backbone,
         weights=args.weights,

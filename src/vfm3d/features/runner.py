@@ -72,8 +72,35 @@ def _read_frames(path: Path, num: int) -> np.ndarray:
         return handle.get_slice("frames")[:num]
 
 
-def _clip_refs(clips: ClipFolder | Sequence[Clip]) -> list[_ClipRef]:
-    """Clip ids, sizes and lazy loaders, without reading frames from disk."""
+class _LazyClipRef:
+    """A clip of a source with ``ids``/``load`` (a video, an image folder): loaded on first use
+    (its shape too), kept until `release`, so one clip at a time is in memory."""
+
+    def __init__(self, source: Any, clip_id: str) -> None:
+        self.clip_id = clip_id
+        self._source = source
+        self._clip: Clip | None = None
+
+    def load(self) -> Clip:
+        if self._clip is None:
+            self._clip = self._source.load(self.clip_id)
+        return self._clip
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        clip = self.load()
+        return (clip.num_frames, clip.height, clip.width)
+
+    def first_frames(self, num: int) -> np.ndarray:
+        return self.load().frames[:num]
+
+    def release(self) -> None:
+        self._clip = None
+
+
+def _clip_refs(clips: Any) -> list[_ClipRef] | list[_LazyClipRef]:
+    """Clip ids, sizes and lazy loaders, without reading frames from disk (a `ClipFolder`), or
+    loading one clip at a time (any source with ``ids`` and ``load``, e.g. `open_clips`)."""
     if isinstance(clips, ClipFolder):
         from safetensors import safe_open
 
@@ -93,6 +120,11 @@ def _clip_refs(clips: ClipFolder | Sequence[Clip]) -> list[_ClipRef]:
                 )
             )
         return refs
+    if hasattr(clips, "ids") and hasattr(clips, "load") and not isinstance(clips, Sequence):
+        ids = list(clips.ids)
+        if len(set(ids)) != len(ids):
+            raise ValueError("clips: duplicate clip ids")
+        return [_LazyClipRef(clips, clip_id) for clip_id in ids]
     refs = []
     for clip in clips:
         if not clip.id:
@@ -118,9 +150,15 @@ def choose_num_frames(backbone: Backbone, available: int, num_frames: int | None
     if num_frames > available:
         raise ValueError(f"num_frames: {num_frames} requested but the clip has {available}")
     if not backbone.rules.frames_ok(num_frames):
+        nearest = [t for t in backbone.rules.nearest_valid_frames(num_frames) if t <= available]
+        note = (
+            f"; nearest counts that work (clip has {available}): {', '.join(map(str, nearest))}"
+            if nearest
+            else f"; no count <= {available} (the clip's frames) works"
+        )
         raise UnsupportedInputError(
             f"num_frames: {num_frames} frames not supported by {backbone.name}: "
-            f"the rule is {backbone.rules.describe()}"
+            f"the rule is {backbone.rules.describe()}{note}"
         )
     return num_frames
 
@@ -188,7 +226,7 @@ def resize_inputs(
 def extract_to_store(
     store: FeatureStore,
     backbone: Backbone,
-    clips: ClipFolder | Sequence[Clip],
+    clips: ClipFolder | Sequence[Clip] | Any,
     layers: Sequence[int],
     timesteps: Sequence[int] | None = None,
     num_frames: int | None = None,
@@ -202,6 +240,8 @@ def extract_to_store(
 ) -> ExtractSummary:
     """Extract ``layers`` (x ``timesteps``) of every clip of this rank into ``store``.
 
+    ``clips``: a `ClipFolder`, a sequence of clips, or any source with ``ids`` and
+    ``load(id)`` (`vfm3d.data.inputs.open_clips`: videos, image folders), loaded one at a time.
     Skips entries already stored. With ``world_size > 1`` this rank handles clips
     ``rank::world_size``; if ``torch.distributed`` is initialised, all ranks meet at a barrier and
     rank 0 merges the manifest parts (with ``merge``); a single process merges at the end.
@@ -273,6 +313,8 @@ def extract_to_store(
                 items.append((replace(base, layer=lay, timestep=tt), f.tokens, f.frame_index, meta))
             store.put_many(items)
             computed += len(items)
+        if isinstance(ref, _LazyClipRef):
+            ref.release()
         bar.set_postfix(computed=computed, skipped=skipped)
     summary = ExtractSummary(
         clips=len(refs),
