@@ -39,11 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     ev = sub.add_parser("eval", help=EVAL_HELP)
     ev.add_argument("--run", required=True, help="run folder written by `vfm3d probe train`")
-    ev.add_argument("--data", default=None, help="clip folder to evaluate on (default: the run's)")
+    ev.add_argument(
+        "--data",
+        default=None,
+        help="clips to evaluate on (default: the run's): a clip folder; or a video file / image "
+        "folder / clip without ground truth, which gets predictions instead of metrics",
+    )
+    ev.add_argument(
+        "--out", default=None, help="where predictions go (default RUN/predictions/<clip id>)"
+    )
     ev.add_argument("--split", default=None, help="label; writes metrics_<split>.json")
     ev.add_argument("--samples", default=None, help="evaluation sample file (JSON)")
     ev.add_argument("--features", default=None, help="feature cache (default: the run's)")
     ev.add_argument("--device", default="cpu")
+    from vfm3d.data.inputs import add_input_arguments
+
+    add_input_arguments(ev)
     for action in (tr, ev):
         action.add_argument(
             "--threads",
@@ -83,6 +94,8 @@ def main(args: argparse.Namespace) -> int:
         )
         print(f"trained {summary['step']} steps, final loss {summary['final_loss']}: {args.out}")
         return 0
+    if args.data is not None and not _is_clip_folder(args.data):
+        return _predict(args)
     from vfm3d.probe.evaluate import evaluate
 
     result = evaluate(
@@ -95,4 +108,33 @@ def main(args: argparse.Namespace) -> int:
         progress=True,
     )
     print(json.dumps(result["metrics"], indent=2))
+    return 0
+
+
+def _is_clip_folder(path: str) -> bool:
+    from pathlib import Path
+
+    from vfm3d.clip import INDEX_NAME
+
+    return (Path(path) / INDEX_NAME).is_file()
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """``--data`` is a video, an image folder or a clip file: score it if it has ground truth
+    (a clip file), else write the probe's predictions with the standard exports."""
+    from vfm3d.data.inputs import ClipFile, input_options, open_clips
+    from vfm3d.probe.predict import predict_clips
+
+    clips = open_clips(args.data, **input_options(args))
+    with_truth = []
+    if isinstance(clips, ClipFile):  # videos and image folders never carry ground truth
+        with_truth = [cid for cid in clips.ids if clips.load(cid).has_ground_truth]
+    if with_truth:
+        raise ValueError(
+            f"{args.data}: clips with ground truth ({with_truth[0]}) are evaluated from a clip "
+            "folder (index.json); put them in one with `vfm3d data convert` or ClipFolderWriter"
+        )
+    print(f"{args.data}: no ground truth; writing the probe's predictions (no metrics)")
+    for folder in predict_clips(args.run, clips, args.features, args.out, device=args.device):
+        print(f"predictions: {folder}")
     return 0
