@@ -281,12 +281,21 @@ def scene_section(scene: SceneView, max_points: int = POINT_CAP) -> str:
     depth_head = "<th>true depth</th>" if payload["frames"][0]["gt"] is not None else ""
     depth_cell = "<td><img id=v3d-gtimg alt='true depth'></td>" if depth_head else ""
     s = len(payload["frames"])
+    legend = "<span style='color:#e8731a'>Predicted cameras</span>" + (
+        ", <span style='color:#1f8fff'>true cameras</span>." if has_gt else "."
+    )
+    depth_note = (
+        "RGB | true depth | predicted depth; both depths share one colour range over the clip "
+        "(2-98 % of the valid true depth)"
+        if depth_head
+        else "RGB | predicted depth (no ground truth); one colour range over the clip (2-98 % "
+        "of the predicted depth)"
+    )
     return f"""
 <h2>3D view: {html.escape(scene.title)}</h2>
 <p class='note'>{html.escape(cap_note)}{aligned} Starts from the first camera's side, its y axis
 down on screen (OpenCV), roughly what that camera sees. Drag: rotate; wheel: zoom; right-drag or
-shift-drag: pan; double-click: reset. <span style='color:#e8731a'>Predicted cameras</span>,
-<span style='color:#1f8fff'>true cameras</span>.</p>
+shift-drag: pan; double-click: reset. {legend}</p>
 <div id=v3d-controls class=note>
 <label><input type=checkbox id=v3d-pred checked> predicted cloud</label>
 <label><input type=checkbox id=v3d-predcam checked> predicted cameras</label>
@@ -300,9 +309,7 @@ same clouds.</div>
 <canvas id=v3d-canvas width=960 height=540 style='width:960px;height:540px;border:1px solid
 #ccc;background:#fff;touch-action:none'></canvas>
 <h3>Depth per frame</h3>
-<p class='note'>RGB | true depth | predicted depth; both depths share one colour range over
-the clip (2-98 % of the valid true depth), near dark blue, far yellow, invalid grey. The
-slider holds {s} of the {scene.num_frames} frames.</p>
+<p class='note'>{depth_note}, near dark blue, far yellow, invalid grey. The slider holds {s} of the {scene.num_frames} frames.</p>
 <div><input type=range id=v3d-frame min=0 max={s - 1} value=0 step=1 style='width:400px'>
 <span id=v3d-framelabel class=note></span></div>
 <table id=v3d-depth><tr><th>RGB</th>{depth_head}<th>predicted depth</th></tr>
