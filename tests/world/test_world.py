@@ -12,6 +12,7 @@ from vfm3d.cli import main as vfm3d_main
 from vfm3d.clip import Clip, ClipFolder
 from vfm3d.world import (
     FOV_RANGE_DEG,
+    Motion,
     clip_seed,
     colorize_depth,
     contact_sheet,
@@ -93,7 +94,7 @@ def test_scene_camera_moves_smoothly() -> None:
     clip = render_clip("scene", 3, 20, H, W)
     centres = clip.cam_to_world[:, :3, 3]
     steps = np.linalg.norm(np.diff(centres, axis=0), axis=1)
-    assert steps.sum() > 1.0, "the camera walks"
+    assert steps.sum() > 0.5, "the camera walks (0.05 m per frame)"
     assert steps.max() < 3.0 * np.median(steps) + 1e-6, "no jumps"
     fwd = clip.cam_to_world[:, :3, 2]
     turn = np.degrees(np.arccos(np.clip(np.sum(fwd[1:] * fwd[:-1], axis=1), -1, 1)))
@@ -250,6 +251,7 @@ def _cli(*args: str) -> int:
         (["--height", "7"], "--height and --width must be >= 8"),
         (["--width", "4"], "--height and --width must be >= 8"),
         (["--clips", "0"], "--clips must be >= 1"),
+        (["--deg-per-frame", "-2"], "--deg-per-frame and --m-per-frame must be >= 0"),
     ],
 )
 def test_cli_refuses_nonsense(tmp_path, capsys, args, message) -> None:
@@ -298,17 +300,57 @@ def test_camera_never_inside_objects(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_frame_count_only_changes_sampling(kind: str) -> None:
-    """A clip of 4 frames shows the same world and path as every other frame of 7 frames."""
+def test_a_shorter_clip_is_a_prefix_of_a_longer_one(kind: str) -> None:
+    """Motion is a per-frame rate: a clip of 4 frames is the first 4 frames of a clip of 9
+    (same camera path; same world for static kinds; movers are laid out per clip)."""
     short = render_clip(kind, 21, 4, 24, 32)
-    long = render_clip(kind, 21, 7, 24, 32)
-    sub = long.subset([0, 2, 4, 6])
+    long = render_clip(kind, 21, 9, 24, 32)
+    sub = long.subset([0, 1, 2, 3])
     np.testing.assert_allclose(short.cam_to_world, sub.cam_to_world, atol=1e-9)
     np.testing.assert_allclose(short.intrinsics, sub.intrinsics, rtol=1e-6)
+    assert short.meta["objects"][0]["class"] == long.meta["objects"][0]["class"]
+    assert short.meta["motion"]["deg_per_frame"] == long.meta["motion"]["deg_per_frame"]
+    if kind == "dynamic":
+        return
     np.testing.assert_array_equal(short.valid, sub.valid)
     np.testing.assert_allclose(short.depth, sub.depth, rtol=1e-5)
     assert np.abs(short.frames.astype(int) - sub.frames).max() <= 1
-    assert short.meta["objects"][0]["class"] == long.meta["objects"][0]["class"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "motion"), [("object", Motion(deg_per_frame=3.0)), ("scene", Motion(m_per_frame=0.08))]
+)
+def test_motion_is_a_per_frame_rate_recorded_in_meta(kind: str, motion: Motion) -> None:
+    """Orbits turn ``deg_per_frame`` about the object per frame and walks step ``m_per_frame``
+    (within the smooth wobbles), at any clip length; meta records the rates."""
+    for frames in (9, 33):
+        for seed in (0, 1, 2):
+            clip = render_clip(kind, seed, frames, 8, 8, motion=motion)
+            meta = clip.meta["motion"]
+            assert meta["deg_per_frame"] == motion.deg_per_frame
+            assert meta["m_per_frame"] == motion.m_per_frame and meta["reference_frames"] == 81
+            eyes = clip.cam_to_world[:, :3, 3]
+            if kind == "object":
+                assert meta["path"] == "orbit"
+                centre = np.asarray(clip.meta["objects"][0]["center"])
+                az = np.unwrap(np.arctan2(eyes[:, 1] - centre[1], eyes[:, 0] - centre[0]))
+                rate = abs(az[-1] - az[0]) / (frames - 1)
+                assert rate == pytest.approx(np.radians(3.0), rel=0.25), (seed, frames)
+            else:
+                assert meta["path"] == "walk"
+                step = np.linalg.norm(np.diff(eyes[:, :2], axis=0), axis=1).mean()
+                assert step == pytest.approx(0.08, rel=0.25), (seed, frames)
+                assert meta["camera_step_m"] == pytest.approx(step, rel=0.1)
+
+
+def test_default_rates_and_bad_motion() -> None:
+    assert (Motion().deg_per_frame, Motion().m_per_frame) == (4.5, 0.05)
+    clip = render_clip("object", 0, 3, 8, 8)
+    assert clip.meta["motion"]["deg_per_frame"] == 4.5
+    with pytest.raises(ValueError, match="deg_per_frame"):
+        Motion(deg_per_frame=-1.0)
+    with pytest.raises(ValueError, match="m_per_frame"):
+        Motion(m_per_frame=float("nan"))
 
 
 def test_object_pixel_counts(clips) -> None:
@@ -322,3 +364,14 @@ def test_object_pixel_counts(clips) -> None:
         np.testing.assert_array_equal(counts[movers].sum(axis=0), clip.dynamic.sum(axis=(1, 2)))
         if kind == "object":
             assert np.all(counts[0] > 0), "the orbited object is always in view"
+
+
+def test_cli_motion_rates_reach_the_clips(tmp_path) -> None:
+    out = tmp_path / "o"
+    rc = _cli("--out", str(out), "--clips", "1", "--frames", "3", "--height", "8", "--width", "8",
+              "--kind", "scene", "--deg-per-frame", "2.5", "--m-per-frame", "0.1")  # fmt: skip
+    assert rc == 0
+    folder = ClipFolder(out)
+    assert folder.info["world_spec"]["motion"]["m_per_frame"] == 0.1
+    meta = folder.load(folder.ids[0]).meta["motion"]
+    assert (meta["deg_per_frame"], meta["m_per_frame"]) == (2.5, 0.1)

@@ -4,15 +4,80 @@ Conventions (DESIGN.md): OpenCV cameras (x right, y down, z forward), pixel cent
 coordinates, so the principal point of a centred camera is ``((W - 1) / 2, (H - 1) / 2)``.
 ``fov = 2 * atan((size / 2) / focal)`` with ``size`` the image width (``fov_x``) or height.
 The world is z-up (gravity along -z), in metres.
+
+Time: camera paths are functions of the *path time* ``s = frame / (REFERENCE_FRAMES - 1)``, so
+frame ``i`` sits at ``s = i / 80`` whatever the clip length: motion is a per-frame rate (`Motion`:
+an orbit's degrees per frame, a walk's metres per frame) and a clip of T frames is the first T
+frames of any longer one (up to ``REFERENCE_FRAMES``; see `path_horizon`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 WORLD_UP = np.array([0.0, 0.0, 1.0])
 FOV_RANGE_DEG = (45.0, 75.0)
 """Range of the horizontal field of view sampled for every clip (degrees)."""
+
+REFERENCE_FRAMES = 81
+"""Frames of one unit of path time (VidFM3D's clips: 81 frames; CO3D orbits ~360 deg in them)."""
+DEFAULT_DEG_PER_FRAME = 4.5
+"""Object orbits: degrees of azimuth per frame (CO3D as VidFM3D samples it: 360 deg / 80 steps)."""
+DEFAULT_M_PER_FRAME = 0.05
+"""Scene walks: metres per frame (matches the orbit's median image motion; see docs/world.md)."""
+
+
+@dataclass(frozen=True)
+class Motion:
+    """Camera motion as per-frame rates, independent of the clip length.
+
+    ``deg_per_frame``: mean azimuth step of an object orbit (degrees, >= 0);
+    ``m_per_frame``: mean step of a scene walk along its path (metres, >= 0).
+    Smooth wobbles (radius, elevation, look-around, bobbing) are functions of path time too, so
+    their rates do not depend on the clip length either.
+    """
+
+    deg_per_frame: float = DEFAULT_DEG_PER_FRAME
+    m_per_frame: float = DEFAULT_M_PER_FRAME
+
+    def __post_init__(self) -> None:
+        for name in ("deg_per_frame", "m_per_frame"):
+            value = float(getattr(self, name))
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+            object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready ``{"deg_per_frame", "m_per_frame", "reference_frames"}``."""
+        return {
+            "deg_per_frame": self.deg_per_frame,
+            "m_per_frame": self.m_per_frame,
+            "reference_frames": REFERENCE_FRAMES,
+        }
+
+
+def frame_times(frames: int) -> np.ndarray:
+    """``[T]`` path times ``i / (REFERENCE_FRAMES - 1)`` of the frames of a clip."""
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    return np.arange(frames, dtype=np.float64) / (REFERENCE_FRAMES - 1)
+
+
+def path_horizon(frames: int) -> float:
+    """Path time up to which a world of ``frames`` frames is laid out (objects kept clear of the
+    camera): ``max(frames, REFERENCE_FRAMES) - 1`` frames. Clips of up to ``REFERENCE_FRAMES``
+    frames therefore share one world: a shorter clip is a prefix of a longer one."""
+    return (max(int(frames), REFERENCE_FRAMES) - 1) / (REFERENCE_FRAMES - 1)
+
+
+def dense_times(frames: int, per_unit: int = 120) -> np.ndarray:
+    """Dense path times over ``[0, path_horizon(frames)]`` (``per_unit`` steps per unit) used
+    for clearance checks; independent of the frame count up to ``REFERENCE_FRAMES``."""
+    horizon = path_horizon(frames)
+    return np.linspace(0.0, horizon, int(np.ceil(per_unit * horizon)) + 1)
 
 
 def intrinsics_from_fov(fov_x_deg: float, height: int, width: int) -> np.ndarray:
@@ -71,10 +136,11 @@ def direction_from_angles(yaw_rad: np.ndarray, pitch_rad: np.ndarray) -> np.ndar
 
 
 class SmoothSignal:
-    """A smooth random function of normalised time ``s`` in [0, 1] with values in about [-1, 1].
+    """A smooth random function of path time ``s`` with values in about [-1, 1].
 
-    A sum of a few low-frequency sines with random phases; derivatives are bounded, so camera
-    paths built from it are smooth at any frame count.
+    A sum of a few low-frequency sines (0.15 to ``max_cycles`` cycles per unit of path time, i.e.
+    per ``REFERENCE_FRAMES`` frames) with random phases; derivatives are bounded, so camera paths
+    built from it are smooth, with per-frame rates that do not depend on the clip length.
     """
 
     def __init__(self, rng: np.random.Generator, max_cycles: float = 1.2, terms: int = 3):
@@ -92,7 +158,8 @@ class SmoothSignal:
 
 
 def normalised_times(frames: int) -> np.ndarray:
-    """``[T]`` times in [0, 1] of the frames of a clip (0 for a single frame)."""
+    """``[T]`` evenly spaced times in [0, 1] (0 for a single frame); not the world's path time
+    (see `frame_times`)."""
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     if frames == 1:

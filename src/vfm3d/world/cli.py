@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vfm3d.world.camera import DEFAULT_DEG_PER_FRAME, DEFAULT_M_PER_FRAME
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output dataset folder")
@@ -20,6 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=128, help="frame width W (>= 8)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed S (>= 0)")
     parser.add_argument(
+        "--deg-per-frame",
+        type=float,
+        default=DEFAULT_DEG_PER_FRAME,
+        help=f"object orbits: degrees of azimuth per frame (default {DEFAULT_DEG_PER_FRAME}: "
+        "CO3D's ~360 deg in 81 frames), whatever --frames",
+    )
+    parser.add_argument(
+        "--m-per-frame",
+        type=float,
+        default=DEFAULT_M_PER_FRAME,
+        help=f"scene walks: metres per frame (default {DEFAULT_M_PER_FRAME}), whatever --frames",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing dataset in --out"
     )
     parser.add_argument(
@@ -28,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from vfm3d.world.camera import Motion
     from vfm3d.world.generate import generate_dataset
     from vfm3d.world.preview import contact_sheet
 
@@ -39,6 +55,12 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--height and --width must be >= 8, got {args.height}x{args.width}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not args.deg_per_frame >= 0 or not args.m_per_frame >= 0:
+        raise ValueError(
+            f"--deg-per-frame and --m-per-frame must be >= 0, got {args.deg_per_frame}, "
+            f"{args.m_per_frame}"
+        )
+    motion = Motion(deg_per_frame=args.deg_per_frame, m_per_frame=args.m_per_frame)
     folder = generate_dataset(
         args.out,
         args.kind,
@@ -49,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
         args.seed,
         overwrite=args.overwrite,
         progress=True,
+        motion=motion,
     )
     print(f"wrote {len(folder)} clips to {folder.root}")
     if args.preview:

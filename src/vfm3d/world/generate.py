@@ -13,13 +13,19 @@ from typing import Any
 import numpy as np
 
 from vfm3d.clip import INDEX_NAME, Clip, ClipFolder, ClipFolderWriter
-from vfm3d.world.camera import FOV_RANGE_DEG, fov_from_intrinsics, intrinsics_from_fov
+from vfm3d.world.camera import (
+    FOV_RANGE_DEG,
+    Motion,
+    fov_from_intrinsics,
+    intrinsics_from_fov,
+)
 from vfm3d.world.layouts import FPS, KINDS, build_world
 from vfm3d.world.render import object_pixel_counts, render_frame
 
 DATASET_KINDS = (*KINDS, "mixed")
-GENERATOR_VERSION = 1
-"""Bumped whenever the same seed would render different pixels; part of a dataset's spec."""
+GENERATOR_VERSION = 2
+"""Bumped whenever the same seed would render different pixels; part of a dataset's spec.
+2: camera motion as per-frame rates (`Motion`) instead of a fixed arc per clip."""
 
 
 def check_size(frames: int, height: int, width: int) -> None:
@@ -37,6 +43,7 @@ def render_clip(
     height: int,
     width: int,
     clip_id: str | None = None,
+    motion: Motion | None = None,
 ) -> Clip:
     """Render one clip of the procedural world.
 
@@ -45,6 +52,8 @@ def render_clip(
         seed: non-negative integer; the same arguments give byte-identical clips.
         frames, height, width: T >= 1 and H, W >= 8.
         clip_id: ``meta["id"]``; default ``"world-<kind>-<seed>"``.
+        motion: per-frame camera rates (default `Motion()`: orbits 4.5 deg per frame, walks
+            0.05 m per frame), independent of T.
 
     Returns:
         A validated `Clip`: ``frames`` uint8 ``[T, H, W, 3]``, ``depth`` float32 ``[T, H, W]``
@@ -53,14 +62,16 @@ def render_clip(
         ``[T, 3, 3]``, ``cam_to_world`` float64 ``[T, 4, 4]`` (OpenCV, world z-up, metres).
         ``meta`` holds ``id``, ``source="world"``, ``kind``, ``base_kind``, ``layout``, ``fps``,
         ``frame_indices``, ``seed``, ``fov_range_deg``, per-frame ``fov_x_deg``/``fov_y_deg``,
-        ``world_up``, ``ground``, ``lights``, ``ambient`` and ``objects`` (class, box ``center``/``size``/``yaw``,
-        ``color``, ``dynamic``, ``parts``, ``pixels`` visible per frame, and ``centers``/``yaws`` per
-        frame for movers).
+        ``world_up``, ``ground``, ``lights``, ``ambient``, ``motion`` (the rates given,
+        ``reference_frames``, the path type ``orbit``/``walk`` and the realised mean per-frame
+        ``camera_step_m`` and ``view_turn_deg``) and ``objects`` (class, box
+        ``center``/``size``/``yaw``, ``color``, ``dynamic``, ``parts``, ``pixels`` visible per frame,
+        and ``centers``/``yaws`` per frame for movers).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     check_size(frames, height, width)
-    world = build_world(kind, int(seed), int(frames))
+    world = build_world(kind, int(seed), int(frames), motion)
     t, h, w = int(frames), int(height), int(width)
     rgb = np.empty((t, h, w, 3), dtype=np.uint8)
     depth = np.empty((t, h, w), dtype=np.float32)
@@ -104,6 +115,7 @@ def render_clip(
             for d, i in world.lights
         ],
         "ambient": round(world.ambient, 6),
+        "motion": _motion_meta(world.motion, world.base_kind, world.cam_to_world),
         "objects": [
             {**obj.meta(), "pixels": [int(n) for n in pixels[j]]}
             for j, obj in enumerate(world.objects)
@@ -119,6 +131,24 @@ def render_clip(
         meta=meta,
     )
     return clip.validate()
+
+
+def _motion_meta(motion: Motion, base_kind: str, cam_to_world: np.ndarray) -> dict[str, Any]:
+    """The rates of ``motion`` and the realised mean per-frame camera step and view turn."""
+    eyes = cam_to_world[:, :3, 3]
+    forward = cam_to_world[:, :3, 2]
+    if len(eyes) > 1:
+        step = float(np.linalg.norm(np.diff(eyes, axis=0), axis=1).mean())
+        cos = np.clip(np.sum(forward[1:] * forward[:-1], axis=1), -1.0, 1.0)
+        turn = float(np.degrees(np.arccos(cos)).mean())
+    else:
+        step = turn = 0.0
+    return {
+        **motion.to_dict(),
+        "path": "orbit" if base_kind == "object" else "walk",
+        "camera_step_m": round(step, 6),
+        "view_turn_deg": round(turn, 6),
+    }
 
 
 def clip_seed(seed: int, index: int) -> int:
@@ -154,8 +184,11 @@ def generate_dataset(
     seed: int,
     overwrite: bool = False,
     progress: bool = True,
+    motion: Motion | None = None,
 ) -> ClipFolder:
     """Write ``clips`` world clips into the dataset folder ``out`` and return its reader.
+
+    ``motion``: per-frame camera rates of every clip (default `Motion()`), part of the spec.
 
     Clip ``i`` has id `dataset_clip_id` (``<kind>-s<seed>-<i:06d>``, its own kind for
     ``mixed``) and seed ``clip_seed(seed, i)``. Resumable: if ``out`` holds an index written with the same
@@ -181,6 +214,7 @@ def generate_dataset(
         "width": int(width),
         "seed": int(seed),
         "generator_version": GENERATOR_VERSION,
+        "motion": (Motion() if motion is None else motion).to_dict(),
     }
     if root.is_dir() and any(root.iterdir()):
         same_spec = _existing_spec(root) == spec
@@ -198,7 +232,7 @@ def generate_dataset(
     for i in todo:
         k = clip_kind(kind, i)
         clip_id = dataset_clip_id(kind, seed, i)
-        writer.add(render_clip(k, clip_seed(seed, i), frames, height, width, clip_id))
+        writer.add(render_clip(k, clip_seed(seed, i), frames, height, width, clip_id, motion))
         bar.update(1)
     bar.close()
     if not writer.ids:  # pragma: no cover - clips >= 1 always writes

@@ -7,9 +7,12 @@
 - ``dynamic``: an ``object`` or ``scene`` layout plus one to three objects that move (translate
   and turn) during the clip.
 
-The world is z-up, in metres. Trajectories are functions of the normalised time ``s`` in [0, 1],
-so the same seed gives the same world and path at any frame count (only the sampling differs).
-Objects are placed away from the camera path, so the camera is never inside or grazing one.
+The world is z-up, in metres. Trajectories are functions of the path time ``s = frame / 80``
+(`vfm3d.world.camera.frame_times`): the camera moves at per-frame rates (`Motion`: an orbit's
+degrees per frame, a walk's metres per frame) whatever the clip length, and the same seed gives
+the same world and path for any clip of up to 81 frames (a shorter clip is a prefix of a longer
+one). Objects are placed away from the camera path up to `path_horizon`, so the camera is never
+inside or grazing one.
 """
 
 from __future__ import annotations
@@ -21,17 +24,20 @@ import numpy as np
 
 from vfm3d.world.camera import (
     FOV_RANGE_DEG,
+    REFERENCE_FRAMES,
+    Motion,
     SmoothSignal,
+    dense_times,
     direction_from_angles,
+    frame_times,
     look_at,
-    normalised_times,
+    path_horizon,
 )
 from vfm3d.world.objects import SceneObject, make_object, make_wall
 from vfm3d.world.textures import Texture, random_texture
 
 KINDS = ("object", "scene", "dynamic")
 FPS = 10.0
-_PATH_SAMPLES = 121  # dense times used for clearance checks, independent of the frame count
 _CAMERA_CLEARANCE = 0.6  # metres between the camera path and any object footprint
 
 OBJECT_CLASSES = (
@@ -107,18 +113,25 @@ class World:
     free_bounds: tuple[float, float, float, float]
     """Region (xmin, xmax, ymin, ymax) where objects may stand (inside the room, on the street)."""
     path: Callable[[np.ndarray], _Path] = field(repr=False)
-    """The camera path: normalised times ``[S]`` -> eyes, cam_to_world, FoV."""
+    """The camera path: path times ``[S]`` (`frame_times`) -> eyes, cam_to_world, FoV."""
     lights: tuple[tuple[tuple[float, float, float], float], ...] = ()
     """Directional lights: (unit direction towards the light, intensity), fixed for the clip."""
     ambient: float = 0.32
+    motion: Motion = field(default_factory=Motion)
+    """The per-frame rates the camera path was built with."""
 
     @property
     def num_frames(self) -> int:
         return int(self.cam_to_world.shape[0])
 
 
-def build_world(kind: str, seed: int, frames: int) -> World:
-    """Sample the world of ``kind`` from ``seed`` and its camera at ``frames`` times."""
+def build_world(kind: str, seed: int, frames: int, motion: Motion | None = None) -> World:
+    """Sample the world of ``kind`` from ``seed`` and its camera at ``frames`` frames.
+
+    ``motion``: per-frame camera rates (default `Motion()`: 4.5 deg per frame orbits, 0.05 m per
+    frame walks).
+    """
+    motion = Motion() if motion is None else motion
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if frames < 1:
@@ -128,10 +141,13 @@ def build_world(kind: str, seed: int, frames: int) -> World:
     rng = np.random.default_rng([int(seed), KINDS.index(kind)])
     base_kind = kind if kind != "dynamic" else str(rng.choice(["object", "scene"]))
     if base_kind == "object":
-        world = _object_world(rng, frames)
+        world = _object_world(rng, frames, motion)
+    elif rng.uniform() < 0.5:
+        world = _room_world(rng, frames, motion)
     else:
-        world = _room_world(rng, frames) if rng.uniform() < 0.5 else _street_world(rng, frames)
+        world = _street_world(rng, frames, motion)
     world.kind, world.base_kind, world.seed = kind, base_kind, int(seed)
+    world.motion = motion
     if kind == "dynamic":
         _add_movers(rng, world, frames)
     return world
@@ -162,7 +178,7 @@ def _finish(
     free_bounds: tuple[float, float, float, float],
 ) -> World:
     """Evaluate the camera path at the clip's frames, draw the sky, assemble the `World`."""
-    cams = path(normalised_times(frames))
+    cams = path(frame_times(frames))
     horizon, zenith = _sky(rng)
     return World(
         base_kind, base_kind, layout, 0, ground, objects, cams.cam_to_world, cams.fov_x_deg,
@@ -182,7 +198,7 @@ def _lights(rng: np.random.Generator) -> tuple[tuple[tuple[float, float, float],
 
 
 # ---------------------------------------------------------------------- object kind
-def _object_world(rng: np.random.Generator, frames: int) -> World:
+def _object_world(rng: np.random.Generator, frames: int, motion: Motion) -> World:
     cls = str(rng.choice(OBJECT_CLASSES))
     scale = float(rng.uniform(0.7, 1.4)) if cls != "car" else 1.0
     main = make_object(cls, rng, frames, (0.0, 0.0), float(rng.uniform(0, 2 * np.pi)), scale)
@@ -195,7 +211,8 @@ def _object_world(rng: np.random.Generator, frames: int) -> World:
     r0 = max(radius / np.tan(np.radians(fov0) / 2) / fill, radius + 1.5)
     el0 = np.radians(rng.uniform(15.0, 40.0))
     az0 = rng.uniform(0, 2 * np.pi)
-    sweep = np.radians(rng.uniform(90.0, 360.0)) * rng.choice([-1.0, 1.0])
+    # azimuth rate per unit of path time (REFERENCE_FRAMES - 1 frames), either direction
+    sweep = np.radians(motion.deg_per_frame) * (REFERENCE_FRAMES - 1) * rng.choice([-1.0, 1.0])
     sig_r, sig_e, sig_a, sig_f, sig_roll = (SmoothSignal(rng) for _ in range(5))
     sig_t = [SmoothSignal(rng) for _ in range(3)]
 
@@ -210,7 +227,7 @@ def _object_world(rng: np.random.Generator, frames: int) -> World:
         c2w = look_at(eye, tgt, np.radians(3.0) * sig_roll(s))
         return _Path(eye, c2w, fov)
 
-    dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
+    dense = path(dense_times(frames))
     cam_dist = float(np.min(np.hypot(dense.eye[:, 0], dense.eye[:, 1])))
     objects = [main]
     for _ in range(int(rng.integers(0, 4))):
@@ -308,7 +325,7 @@ def _walker(
 
 
 # ---------------------------------------------------------------------- scene kind: room
-def _room_world(rng: np.random.Generator, frames: int) -> World:
+def _room_world(rng: np.random.Generator, frames: int, motion: Motion) -> World:
     lx, ly = float(rng.uniform(6.0, 12.0)), float(rng.uniform(5.0, 10.0))
     wall_h, thick = float(rng.uniform(2.5, 3.2)), 0.2
     wall_tex = random_texture(rng, scale=float(rng.uniform(0.3, 0.8)))
@@ -324,11 +341,14 @@ def _room_world(rng: np.random.Generator, frames: int) -> World:
     centre = rng.uniform(-0.1, 0.1, size=2) * np.array([lx, ly])
     a, b = rng.uniform(0.15, 0.28) * lx, rng.uniform(0.15, 0.28) * ly
     theta0 = rng.uniform(0, 2 * np.pi)
-    sweep = np.radians(rng.uniform(60.0, 200.0)) * rng.choice([-1.0, 1.0])
+    turn = float(rng.choice([-1.0, 1.0]))
     sig_rad = SmoothSignal(rng)
+    walked = motion.m_per_frame * (REFERENCE_FRAMES - 1) * path_horizon(frames)
+    angle_of = _ellipse_angle_by_arc(a, b, theta0, turn, walked)
 
     def position(s: np.ndarray) -> np.ndarray:
-        th = theta0 + sweep * s
+        # walk the ellipse at m_per_frame: the angle is a function of the arc length walked
+        th = angle_of(motion.m_per_frame * (REFERENCE_FRAMES - 1) * np.asarray(s))
         k = 1.0 + 0.1 * sig_rad(s)
         return centre[None, :] + np.stack([a * k * np.cos(th), b * k * np.sin(th)], axis=1)
 
@@ -336,7 +356,7 @@ def _room_world(rng: np.random.Generator, frames: int) -> World:
     # face the middle of the room (where the furniture is), looking around +-(offset + 30) deg
     look = centre + rng.uniform(-0.15, 0.15, size=2) * np.array([lx, ly])
     path = _walker(rng, position, fov0, float(np.radians(rng.uniform(-40.0, 40.0))), 30.0, look)
-    dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
+    dense = path(dense_times(frames))
     bounds = (-lx / 2 + 0.05, lx / 2 - 0.05, -ly / 2 + 0.05, ly / 2 - 0.05)
     for _ in range(int(rng.integers(1, 3))):
         _place(
@@ -358,30 +378,34 @@ def _room_world(rng: np.random.Generator, frames: int) -> World:
 
 
 # ---------------------------------------------------------------------- scene kind: street
-def _street_world(rng: np.random.Generator, frames: int) -> World:
+def _street_world(rng: np.random.Generator, frames: int, motion: Motion) -> World:
     half_w = float(rng.uniform(4.0, 7.0))
-    length = float(rng.uniform(5.0, 14.0))
     direction = float(rng.choice([-1.0, 1.0]))
     sig_y = SmoothSignal(rng)
+    speed = motion.m_per_frame * (REFERENCE_FRAMES - 1)  # metres per unit of path time
+    horizon = path_horizon(frames)
+    # sideways drift: up to 30% of one unit's walk (at most 1.2 m), so the walk stays a walk
+    drift = min(1.2, 0.3 * speed)
+    street_half = max(35.0, speed * horizon / 2 + 10.0)
 
     def position(s: np.ndarray) -> np.ndarray:
-        x = direction * length * (s - 0.5)
-        return np.stack([x, 1.2 * sig_y(s)], axis=1)
+        x = direction * speed * (np.asarray(s) - horizon / 2)
+        return np.stack([x, drift * sig_y(s)], axis=1)
 
     fov0 = _sample_fov(rng)
     path = _walker(rng, position, fov0, float(np.radians(rng.uniform(-20.0, 20.0))), 25.0)
-    dense = path(np.linspace(0.0, 1.0, _PATH_SAMPLES))
+    dense = path(dense_times(frames))
     objects: list[SceneObject] = []
     for side in (-1.0, 1.0):
-        x = -35.0 + rng.uniform(0.0, 3.0)
-        while x < 35.0:
+        x = -street_half + rng.uniform(0.0, 3.0)
+        while x < street_half:
             bld = make_object("building", rng, frames, (0.0, 0.0), 0.0)
             lo, hi = bld.local_bounds()
             w, d = hi[0] - lo[0], hi[1] - lo[1]
             bld.origins[:, :2] = (x + w / 2, side * (half_w + d / 2))
             objects.append(bld)
             x += w + rng.uniform(0.0, 3.0)
-    street = (-35.0, 35.0, -half_w + 0.1, half_w - 0.1)
+    street = (-street_half, street_half, -half_w + 0.1, half_w - 0.1)
     for cls, count in (
         ("streetlight", (3, 7)),
         ("tree", (2, 6)),
@@ -393,7 +417,7 @@ def _street_world(rng: np.random.Generator, frames: int) -> World:
             obj = make_object(cls, rng, frames, (0.0, 0.0), 0.0, scale)
             _place(rng, obj, objects, dense.eye, street, 30)
     ground = Ground(
-        (-40.0, 40.0, -half_w - 12.0, half_w + 12.0),
+        (-street_half - 5.0, street_half + 5.0, -half_w - 12.0, half_w + 12.0),
         random_texture(
             rng,
             scale=float(rng.uniform(0.5, 1.2)),
@@ -410,21 +434,28 @@ _FIXED = ("wall", "building")
 def _add_movers(rng: np.random.Generator, world: World, frames: int) -> None:
     """Add one to three moving objects that keep clear of the camera and of other objects.
 
-    Each mover translates along a straight line and turns at a constant rate; scene movers
-    start in front of the camera at some time of the clip so that they are seen. Clearance is
-    checked on a dense time grid (independent of the frame count) against the camera path.
+    Each mover translates along a straight line and turns at a constant rate (per unit of path
+    time, so per frame whatever the clip length); scene movers start in front of the camera at
+    some time of the clip (20-80% of its frames), and every mover is well inside the view of at
+    least one frame. Movers are laid out over the clip's own time span (a dense grid), so unlike
+    the static world their layout depends on the clip length.
     If no free path is found, static furniture in the way is removed (never walls, buildings
     or the main object of an ``object`` clip).
     """
-    s_dense = np.linspace(0.0, 1.0, _PATH_SAMPLES)
+    # Movers are laid out for the clip itself (its own time span), so that they are seen and
+    # move at a per-frame rate: unlike the static world, their layout depends on T.
+    times = frame_times(frames)
+    s_dense = np.linspace(0.0, float(times[-1]), max(int(np.ceil(120 * times[-1])), 1) + 1)
+    in_clip = len(s_dense)
+    mid = float(times[-1]) / 2
     dense = world.path(s_dense)
     eyes = dense.eye
     on_object = world.base_kind == "object"
     classes = MOVER_CLASSES_OBJECT if on_object else MOVER_CLASSES_SCENE
-    times = normalised_times(frames)
     x0, x1, y0, y1 = world.free_bounds
     keep = {id(world.objects[0])} if on_object else set()
     wanted, placed = int(rng.integers(1, 4)), 0
+    mover_paths: dict[int, np.ndarray] = {}  # id -> [S, 2] ground positions at s_dense
     for _ in range(wanted + 4):  # a few extra attempts so that at least one mover is placed
         if placed >= wanted:
             break
@@ -438,15 +469,15 @@ def _add_movers(rng: np.random.Generator, world: World, frames: int) -> None:
             if on_object:
                 reach = float(np.min(np.hypot(eyes[:, 0], eyes[:, 1]))) * rng.uniform(0.4, 0.8)
                 start = rng.uniform(-reach, reach, size=2)
-                dist = rng.uniform(0.5, 1.5) * scale
+                dist = rng.uniform(1.0, 2.5) * scale  # per unit of path time (80 frames)
             else:
-                k = int(rng.integers(_PATH_SAMPLES // 5, _PATH_SAMPLES - _PATH_SAMPLES // 5))
+                k = int(rng.integers(in_clip // 5, max(in_clip - in_clip // 5, in_clip // 5 + 1)))
                 forward = dense.cam_to_world[k, :3, 2]
                 start = eyes[k, :2] + forward[:2] * rng.uniform(1.8, 4.5) + rng.normal(0, 0.5, 2)
-                dist = rng.uniform(0.8, 3.0)
+                dist = rng.uniform(1.6, 4.0)  # 0.02-0.05 m per frame
             heading = rng.uniform(0, 2 * np.pi)
             step = dist * np.array([np.cos(heading), np.sin(heading)])
-            xy = start[None, :] + (s_dense[:, None] - 0.5) * step[None, :]
+            xy = start[None, :] + (s_dense[:, None] - mid) * step[None, :]
             inside = (
                 np.all(xy[:, 0] - fp > x0)
                 and np.all(xy[:, 0] + fp < x1)
@@ -455,7 +486,10 @@ def _add_movers(rng: np.random.Generator, world: World, frames: int) -> None:
             )
             if not inside or np.any(np.hypot(*(xy - eyes[:, :2]).T) < fp + _CAMERA_CLEARANCE + 0.3):
                 continue
-            hits = _conflicts(xy, fp, world.objects, s_dense)
+            at_frames = start[None, :] + (times[:, None] - mid) * step[None, :]
+            if not _in_view(world, at_frames, 0.5 * float(mover.local_bounds()[1][2])):
+                continue
+            hits = _conflicts(xy, fp, world.objects, mover_paths)
             if any(o.cls in _FIXED or id(o) in keep or o.dynamic for o in hits):
                 continue
             if not hits:
@@ -468,16 +502,29 @@ def _add_movers(rng: np.random.Generator, world: World, frames: int) -> None:
         start, step, hits = best
         world.objects[:] = [o for o in world.objects if all(o is not h for h in hits)]
         yaw0, spin = rng.uniform(0, 2 * np.pi), rng.uniform(-np.pi, np.pi)
-        mover.origins[:, :2] = start[None, :] + (times[:, None] - 0.5) * step[None, :]
+        mover.origins[:, :2] = start[None, :] + (times[:, None] - mid) * step[None, :]
         mover.yaws[:] = yaw0 + spin * times
         world.objects.append(mover)
+        mover_paths[id(mover)] = start[None, :] + (s_dense[:, None] - mid) * step[None, :]
         placed += 1
 
 
+def _in_view(world: World, xy: np.ndarray, height: float) -> bool:
+    """Whether a point at ground position ``xy`` ``[T, 2]`` (clip frames) and ``height`` is well
+    inside the view (70% of the half field of view) of at least one frame's camera."""
+    point = np.concatenate([xy, np.full((len(xy), 1), height)], axis=1)
+    ray = point - world.cam_to_world[:, :3, 3]
+    ray = ray / np.linalg.norm(ray, axis=1, keepdims=True).clip(1e-9)
+    cos = np.sum(ray * world.cam_to_world[:, :3, 2], axis=1)
+    half = np.radians(0.7 * world.fov_x_deg / 2)
+    return bool(np.any(cos > np.cos(half)))
+
+
 def _conflicts(
-    xy: np.ndarray, fp: float, others: list[SceneObject], s: np.ndarray
+    xy: np.ndarray, fp: float, others: list[SceneObject], mover_paths: dict[int, np.ndarray]
 ) -> list[SceneObject]:
-    """Objects that a mover at ``xy`` ``[S, 2]`` (times ``s``, footprint ``fp``) would touch."""
+    """Objects that a mover at ``xy`` ``[S, 2]`` (dense path times, footprint ``fp``) would touch;
+    ``mover_paths`` holds the placed movers' positions at the same times."""
     out = []
     for other in others:
         if other.cls in _FIXED:
@@ -487,8 +534,26 @@ def _conflicts(
             if np.any(np.all(np.abs(xy - c[None, :]) < half[None, :], axis=1)):
                 out.append(other)
             continue
-        times = normalised_times(len(other.origins))
-        oxy = np.stack([np.interp(s, times, other.origins[:, i]) for i in range(2)], axis=1)
+        oxy = mover_paths.get(id(other), other.origins[:1, :2])
         if np.any(np.hypot(*(xy - oxy).T) < fp + other.footprint_radius() + 0.05):
             out.append(other)
     return out
+
+
+def _ellipse_angle_by_arc(
+    a: float, b: float, theta0: float, turn: float, max_arc: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The angle ``theta0 + turn * phi`` on the ellipse ``(a cos t, b sin t)`` reached after an arc
+    length ``arc`` from ``theta0`` (``turn`` = +-1 the direction), as a function of ``arc``
+    (numerically inverted on a fine grid covering ``max_arc``)."""
+    perimeter = 2 * np.pi * np.sqrt((a * a + b * b) / 2)
+    turns = max_arc / max(perimeter, 1e-9) + 1.0
+    phi = np.linspace(0.0, 2 * np.pi * turns, int(4096 * turns) + 2)
+    th = theta0 + turn * phi
+    speed = np.sqrt((a * np.sin(th)) ** 2 + (b * np.cos(th)) ** 2)
+    arc = np.concatenate([[0.0], np.cumsum((speed[1:] + speed[:-1]) / 2 * np.diff(phi))])
+
+    def angle(length: np.ndarray) -> np.ndarray:
+        return theta0 + turn * np.interp(np.asarray(length, dtype=np.float64), arc, phi)
+
+    return angle
