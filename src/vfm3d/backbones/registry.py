@@ -52,6 +52,12 @@ ADAPTERS: dict[str, AdapterSpec] = {
         AdapterSpec(
             "oracle", "vfm3d.backbones.oracle", "baseline", "ground-truth geometry (ceiling)"
         ),
+        AdapterSpec(
+            "oracle-world",
+            "vfm3d.backbones.oracle_world",
+            "baseline",
+            "ground truth in frame 0's coordinates (camera ceiling)",
+        ),
     ]
 }
 
