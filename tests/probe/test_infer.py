@@ -12,7 +12,7 @@ import pytest
 from tests.data.test_video_input import write_video
 from vfm3d.cli import main as vfm3d_main
 from vfm3d.probe import ProbeConfig
-from vfm3d.probe.predict import spread_frames
+from vfm3d.probe.infer import spread_frames
 from vfm3d.world import generate_dataset, render_clip
 
 

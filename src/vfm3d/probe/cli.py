@@ -123,7 +123,7 @@ def _predict(args: argparse.Namespace) -> int:
     """``--data`` is a video, an image folder or a clip file: score it if it has ground truth
     (a clip file), else write the probe's predictions with the standard exports."""
     from vfm3d.data.inputs import ClipFile, input_options, open_clips
-    from vfm3d.probe.predict import predict_clips
+    from vfm3d.probe.infer import predict_clips
 
     clips = open_clips(args.data, **input_options(args))
     with_truth = []
