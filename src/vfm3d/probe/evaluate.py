@@ -113,6 +113,71 @@ def _dataset(
     return ProbeDataset(clips, source, config, samples=specs), sample_file
 
 
+class MetricAccumulator:
+    """Scores batches of predictions against their targets; `result` gives the metrics dict.
+
+    `add` takes a prediction dict (``points [B,S,H,W,3]``, ``depth [B,S,H,W]``, ``pose_enc
+    [B,S,9]``) and the batch it predicts (``points``, ``depth``, ``valid``, ``cam_to_world``);
+    each call is one evaluation batch for the per-batch ``auc_vidfm3d@k``. This is the whole
+    evaluation path of `evaluate`: a ground-truth "prediction" (the batch's own ``points``,
+    ``depth`` and ``pose_enc``) scores AUC = 1 and Point Err ~ 0.
+    """
+
+    def __init__(self) -> None:
+        self.point_errs: list[float] = []
+        self.depth_errs: list[float] = []
+        self.abs_rels: list[float] = []
+        self.delta1s: list[float] = []
+        self.rot: list[torch.Tensor] = []
+        self.trans: list[torch.Tensor] = []
+        self.batch_aucs: dict[int, list[float]] = {k: [] for k in AUC_THRESHOLDS}
+
+    def add(self, pred: dict[str, Any], batch: dict[str, Any]) -> None:
+        """Score one batch (``pred`` tensors may live on any device)."""
+        out_hw = tuple(batch["depth"].shape[-2:])
+        rot_batch, trans_batch = [], []
+        for j in range(batch["depth"].shape[0]):
+            valid = batch["valid"][j]
+            points = pred["points"][j].detach().cpu().float()
+            depth = pred["depth"][j].detach().cpu().float()
+            self.point_errs.append(float(point_error(points, batch["points"][j], valid)))
+            self.depth_errs.append(float(depth_error(depth, batch["depth"][j], valid)))
+            dm = depth_metrics(depth, batch["depth"][j], valid, align="median")
+            self.abs_rels.append(dm.abs_rel)
+            self.delta1s.append(dm.delta1)
+            pred_w2c, _ = decode_pose(pred["pose_enc"][j].detach().cpu().double(), out_hw)
+            r, t = relative_pose_errors(invert_rigid(pred_w2c), batch["cam_to_world"][j])
+            rot_batch.append(r)
+            trans_batch.append(t)
+        rb, tb = torch.cat(rot_batch), torch.cat(trans_batch)
+        aucs = auc_from_errors(rb, tb, AUC_THRESHOLDS, mode="vidfm3d")
+        for k in AUC_THRESHOLDS:
+            self.batch_aucs[k].append(aucs[f"AUC@{k}"])
+        self.rot.append(rb)
+        self.trans.append(tb)
+
+    @property
+    def num_pairs(self) -> int:
+        return int(sum(r.numel() for r in self.rot))
+
+    def result(self) -> dict[str, float]:
+        """The metrics (see the module docstring) over everything added so far."""
+        rot, trans = torch.cat(self.rot), torch.cat(self.trans)
+        metrics: dict[str, float] = {
+            "point_err": float(np.mean(self.point_errs)),
+            "depth_err": float(np.mean(self.depth_errs)),
+        }
+        aucs = auc_from_errors(rot, trans, AUC_THRESHOLDS, mode="vggt")
+        for k in AUC_THRESHOLDS:
+            metrics[f"auc@{k}"] = aucs[f"AUC@{k}"]
+        for k in AUC_THRESHOLDS:
+            metrics[f"auc_vidfm3d@{k}"] = float(np.mean(self.batch_aucs[k]))
+        metrics.update({k.lower(): float(v) for k, v in rra_rta(rot, trans, RA_THRESHOLDS).items()})
+        metrics["abs_rel"] = float(np.mean(self.abs_rels))
+        metrics["delta1"] = float(np.mean(self.delta1s))
+        return metrics
+
+
 @torch.no_grad()
 def evaluate(
     run_dir: str | os.PathLike[str],
@@ -140,9 +205,7 @@ def evaluate(
     model, info = load_probe(run, device)
     config = model.config
     dataset, sample_file = _dataset(run, info, config, features, data_dir, samples)
-    point_errs, depth_errs, abs_rels, delta1s = [], [], [], []
-    rot_all, trans_all = [], []
-    batch_aucs: dict[int, list[float]] = {k: [] for k in AUC_THRESHOLDS}
+    scores = MetricAccumulator()
     indices = list(range(len(dataset)))
     batches = [
         indices[i : i + config.batch_size] for i in range(0, len(indices), config.batch_size)
@@ -156,39 +219,8 @@ def evaluate(
         batch = collate(dataset[i] for i in chunk)
         out_hw = tuple(batch["depth"].shape[-2:])
         pred = model(batch["features"].to(device), out_hw)
-        rot_batch, trans_batch = [], []
-        for j in range(len(chunk)):
-            valid = batch["valid"][j]
-            point_errs.append(
-                float(point_error(pred["points"][j].cpu(), batch["points"][j], valid))
-            )
-            depth_errs.append(float(depth_error(pred["depth"][j].cpu(), batch["depth"][j], valid)))
-            dm = depth_metrics(pred["depth"][j].cpu(), batch["depth"][j], valid, align="median")
-            abs_rels.append(dm.abs_rel)
-            delta1s.append(dm.delta1)
-            pred_w2c, _ = decode_pose(pred["pose_enc"][j].cpu().double(), out_hw)
-            r, t = relative_pose_errors(invert_rigid(pred_w2c), batch["cam_to_world"][j])
-            rot_batch.append(r)
-            trans_batch.append(t)
-        rb, tb = torch.cat(rot_batch), torch.cat(trans_batch)
-        aucs = auc_from_errors(rb, tb, AUC_THRESHOLDS, mode="vidfm3d")
-        for k in AUC_THRESHOLDS:
-            batch_aucs[k].append(aucs[f"AUC@{k}"])
-        rot_all.append(rb)
-        trans_all.append(tb)
-    rot, trans = torch.cat(rot_all), torch.cat(trans_all)
-    metrics: dict[str, float] = {
-        "point_err": float(np.mean(point_errs)),
-        "depth_err": float(np.mean(depth_errs)),
-    }
-    aucs = auc_from_errors(rot, trans, AUC_THRESHOLDS, mode="vggt")
-    for k in AUC_THRESHOLDS:
-        metrics[f"auc@{k}"] = aucs[f"AUC@{k}"]
-    for k in AUC_THRESHOLDS:
-        metrics[f"auc_vidfm3d@{k}"] = float(np.mean(batch_aucs[k]))
-    metrics.update({k.lower(): float(v) for k, v in rra_rta(rot, trans, RA_THRESHOLDS).items()})
-    metrics["abs_rel"] = float(np.mean(abs_rels))
-    metrics["delta1"] = float(np.mean(delta1s))
+        scores.add(pred, batch)
+    metrics = scores.result()
     result = {
         "metrics": metrics,
         "settings": {
@@ -201,7 +233,7 @@ def evaluate(
             "data_dir": str(Path(data_dir).resolve()) if data_dir else info["data_dir"],
             "eval_samples": sample_file,
             "num_samples": len(dataset),
-            "num_pairs": int(rot.numel()),
+            "num_pairs": scores.num_pairs,
             "config": config.to_dict(),
         },
     }
