@@ -95,6 +95,8 @@ def test_subset_and_world_to_cam() -> None:
     clip = make_clip(t=4)
     sub = clip.subset([3, 1])
     assert sub.num_frames == 2 and sub.meta["frame_indices"] == [3, 1]
+    clip.meta["timestamps"] = [0.0, 0.5, 1.0, 1.5]
+    assert clip.subset([3, 1]).meta["timestamps"] == [1.5, 0.5]
     w2c = clip.world_to_cam()
     np.testing.assert_allclose(w2c @ clip.cam_to_world, np.tile(np.eye(4), (4, 1, 1)), atol=1e-12)
 

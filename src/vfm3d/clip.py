@@ -107,7 +107,8 @@ class Clip:
         return out
 
     def subset(self, indices: Sequence[int]) -> Clip:
-        """A new clip with the frames ``indices`` (in that order); ``meta["frame_indices"]`` follows."""
+        """A new clip with the frames ``indices`` (in that order); the per-frame meta lists
+        ``frame_indices`` and ``timestamps`` follow."""
         idx = np.asarray(list(indices), dtype=np.int64)
         if idx.size == 0:
             raise ClipValidationError("subset: indices must not be empty")
@@ -121,6 +122,9 @@ class Clip:
             meta["frame_indices"] = [source_idx[i] for i in idx.tolist()]
         else:
             meta["frame_indices"] = idx.tolist()
+        stamps = meta.get("timestamps")
+        if isinstance(stamps, list) and len(stamps) == self.num_frames:
+            meta["timestamps"] = [stamps[i] for i in idx.tolist()]
 
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[idx]

@@ -66,8 +66,10 @@ def test_windows_cover_every_frame_with_the_overlap(expert):
 def test_chained_windows_recover_the_true_trajectory_exactly(expert, clip, monkeypatch):
     runner = ExpertReconstructor(expert, window=5, overlap=2, progress=False)
     monkeypatch.setattr(runner, "_run_window", _exact_window(clip, np.random.default_rng(0)))
+    clip.meta["timestamps"] = [0.1 * i for i in range(clip.num_frames)]
     recon = runner.reconstruct(clip, size=(32, 32))
     assert len(recon.meta["windows"]) == 4
+    np.testing.assert_allclose(recon.timestamps, clip.meta["timestamps"])
     gt = invert_rigid(torch.from_numpy(clip.cam_to_world[0]))[None] @ torch.from_numpy(
         clip.cam_to_world
     )

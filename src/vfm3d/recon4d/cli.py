@@ -81,12 +81,17 @@ def main(args: argparse.Namespace) -> int:
     out_root = Path(args.out)
     for source in sources:
         for clip_id in source.ids:
-            clip = runner.prepare(source.load(clip_id), args.model_size)
-            recon = runner.reconstruct(clip)
+            if hasattr(source, "iter_windows"):  # videos, image folders: decoded window by window
+                clip = None
+                windows = source.iter_windows(args.window, args.overlap, clip_id=clip_id)
+                recon = runner.reconstruct_windows(windows, args.model_size, clip_id=clip_id)
+            else:
+                clip = runner.prepare(source.load(clip_id), args.model_size)
+                recon = runner.reconstruct(clip)
             out = out_root / _safe(clip_id)
             files = recon.save(out, max_points=args.max_points)
             metrics = None
-            if clip.has_ground_truth:
+            if clip is not None and clip.has_ground_truth:
                 from vfm3d.recon4d.evaluate import score
                 from vfm3d.utils.atomic import atomic_write_json
 
@@ -94,8 +99,9 @@ def main(args: argparse.Namespace) -> int:
                 atomic_write_json(out / "metrics.json", metrics)
             report = write_reconstruction_report(out / "report.html", recon, clip, metrics)
             per_frame = recon.meta["seconds_per_frame"]
+            h, w = recon.frames.shape[1:3]
             print(
-                f"{clip_id}: {recon.num_frames} frames at {clip.height}x{clip.width}, "
+                f"{clip_id}: {recon.num_frames} frames at {h}x{w}, "
                 f"{per_frame:.3f} s/frame -> {out} ({len(files) + 1} files, report {report.name})"
             )
             if metrics is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -147,68 +148,93 @@ class ExpertReconstructor:
         return clip
 
     def reconstruct(self, clip: Clip, size: tuple[int, int] | None = None) -> Reconstruction:
-        """Reconstruct every frame of ``clip`` (first resized by `prepare`)."""
+        """Reconstruct every frame of ``clip`` (first resized by `prepare`), window by window."""
+        spans = self.windows(clip.num_frames)
+        parts = (clip.subset(range(start, stop)) for start, stop in spans)
+        return self.reconstruct_windows(parts, size, clip_id=clip.id, total=len(spans))
+
+    def reconstruct_windows(
+        self,
+        windows: Iterable[Clip],
+        size: tuple[int, int] | None = None,
+        clip_id: str | None = None,
+        total: int | None = None,
+    ) -> Reconstruction:
+        """Reconstruct a video given as consecutive windows that overlap by ``self.overlap``
+        frames (e.g. ``VideoReader.iter_windows(window, overlap)``: decoded lazily, so only one
+        window of the original frames is in memory). Each window is resized by `prepare`, run,
+        and chained onto the frames before it (see the module docstring)."""
         from tqdm import tqdm
 
-        clip = self.prepare(clip, size)
-        size = (clip.height, clip.width)
-        t = clip.num_frames
-        spans = self.windows(t)
-        fields = {
-            "depth": np.zeros((t, *size), np.float32),
-            "depth_conf": np.zeros((t, *size), np.float32),
-            "points": np.zeros((t, *size, 3), np.float32),
-            "points_conf": np.zeros((t, *size), np.float32),
-            "cam_to_world": np.zeros((t, 4, 4), np.float64),
-            "intrinsics": np.zeros((t, 3, 3), np.float64),
-        }
+        keys = ("depth", "depth_conf", "points", "points_conf", "cam_to_world", "intrinsics")
+        done: dict[str, list[np.ndarray]] = {k: [] for k in (*keys, "frames")}
+        times: list[float] = []
         chained: list[dict[str, Any]] = []
         start_time = time.perf_counter()
-        for start, stop in tqdm(
-            spans, desc="reconstruct", unit="window", disable=not self.progress
-        ):
-            part = self._run_window(clip.frames[start:stop])
+        first_id, hw, count = None, None, 0
+        iterator = tqdm(windows, desc="reconstruct", unit="window", total=total)
+        if not self.progress:
+            iterator.disable = True
+        for window in iterator:
+            window = self.prepare(window, size)
+            first_id = first_id or window.meta.get("parent_id", window.id)
+            if hw is not None and (window.height, window.width) != hw:
+                raise ValueError(
+                    f"window {window.id!r} is {window.height}x{window.width}, not {hw}"
+                )
+            hw = (window.height, window.width)
+            start = count - min(self.overlap, count) if count else 0
+            shared = count - start
+            if count and window.num_frames <= shared:
+                continue  # nothing new in this window
+            part = self._run_window(window.frames)
             scale, rot, trans = 1.0, np.eye(3), np.zeros(3)
-            if start > 0:
-                shared = range(start, min(stop, start + self.overlap))
-                scale, rot, trans = _fit_overlap(part, fields, start, shared)
+            if shared:
+                scale, rot, trans = _fit_overlap(part, done, shared)
             _apply_similarity(part, scale, rot, trans)
-            first_new = 0 if start == 0 else min(self.overlap, stop - start)
-            for name, array in fields.items():
-                array[start + first_new : stop] = part[name][first_new:]
+            for name in keys:
+                done[name].extend(part[name][shared:])
+            done["frames"].extend(window.frames[shared:])
+            stamps = window.meta.get("timestamps")
+            new = range(shared, window.num_frames)
+            times.extend(float(stamps[i]) if stamps else float(count + i - shared) for i in new)
+            count += window.num_frames - shared
             chained.append(
                 {
-                    "frames": [start, stop],
+                    "frames": [start, count],
                     "scale": scale,
                     "rotation": rot.tolist(),
-                    "t": trans.tolist(),
+                    "translation": trans.tolist(),
                 }
             )
+        if not count:
+            raise ValueError("reconstruct: the input has no frames")
         seconds = time.perf_counter() - start_time
-        timestamps = np.asarray(clip.meta.get("timestamps", list(range(t))), dtype=np.float64)
         meta = {
             "model": str(getattr(self.model, "name_or_path", "vggt")),
-            "clip_id": clip.id,
-            "input_hw": list(size),
+            "clip_id": clip_id or first_id,
+            "input_hw": list(hw or ()),
             "window": self.window,
             "overlap": self.overlap,
             "windows": chained,
             "seconds": seconds,
-            "seconds_per_frame": seconds / max(t, 1),
+            "seconds_per_frame": seconds / count,
             "world_frame": "frame 0's OpenCV camera; scale of the model (up to similarity)",
         }
-        return Reconstruction(frames=clip.frames, timestamps=timestamps, meta=meta, **fields)
+        stacked = {name: np.stack(values) for name, values in done.items()}
+        return Reconstruction(timestamps=np.asarray(times, dtype=np.float64), meta=meta, **stacked)
 
 
 def _fit_overlap(
-    part: dict[str, np.ndarray], done: dict[str, np.ndarray], start: int, shared: range
+    part: dict[str, np.ndarray], done: dict[str, list[np.ndarray]], shared: int
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Sim(3) mapping this window's points of the ``shared`` frames onto the chained ones."""
-    local = np.stack([part["points"][i - start] for i in shared]).reshape(-1, 3)
-    target = np.stack([done["points"][i] for i in shared]).reshape(-1, 3)
+    """Sim(3) mapping this window's first ``shared`` frames' points onto the same frames as
+    already chained (the last ``shared`` frames done), on pixels confident in both."""
+    local = part["points"][:shared].reshape(-1, 3)
+    target = np.stack(done["points"][-shared:]).reshape(-1, 3)
     conf = np.minimum(
-        np.stack([part["points_conf"][i - start] for i in shared]).reshape(-1),
-        np.stack([done["points_conf"][i] for i in shared]).reshape(-1),
+        part["points_conf"][:shared].reshape(-1),
+        np.stack(done["points_conf"][-shared:]).reshape(-1),
     )
     keep = np.flatnonzero(conf >= np.quantile(conf, 0.5))
     if keep.size > _CHAIN_SAMPLES:
