@@ -122,6 +122,33 @@ def test_extract_from_a_video_end_to_end(tmp_path: Path, video: Path, capsys) ->
     assert "0 entries computed, 1 skipped" in capsys.readouterr().out
 
 
+def test_extract_splits_a_long_video_into_windows(tmp_path: Path, video: Path, capsys) -> None:
+    out = tmp_path / "cache"
+    args = ["extract", "--data", str(video), "--backbone", "random", "--tiny", "--layers", "0"]
+    args += ["--out", str(out), "--no-progress", "--window", "5", "--window-overlap", "1"]
+    assert vfm3d_main(args) == 0
+    keys = sorted(FeatureStore(out).keys(), key=lambda k: k.clip_id)
+    # 12 frames, windows of 5 starting every 4: [0, 5), [4, 9), [8, 12)
+    assert [k.clip_id for k in keys] == ["hall_w0000", "hall_w0001", "hall_w0002"]
+    assert [k.input_size[0] for k in keys] == [5, 5, 4]
+    assert vfm3d_main([*args[:-4], "--window", "0"]) == 2
+    assert "window must be a positive integer" in capsys.readouterr().err
+
+
+def test_windowed_clips_decode_in_order_and_out_of_order(video: Path) -> None:
+    from vfm3d.data.inputs import WindowedClips
+
+    windows = WindowedClips(open_clips(video), 5, 1)
+    assert windows.ids == ["hall_w0000", "hall_w0001", "hall_w0002"] and windows.frames == 12
+    last = windows.load("hall_w0002")
+    first = windows.load("hall_w0000")  # restarts the decode
+    assert last.meta["frame_indices"] == [8, 9, 10, 11]
+    assert first.meta["frame_indices"] == [0, 1, 2, 3, 4]
+    assert [c.num_frames for c in windows] == [5, 5, 4]
+    with pytest.raises(KeyError, match="no window"):
+        windows.load("hall")
+
+
 def test_extract_takes_an_image_folder(tmp_path: Path, world: Clip) -> None:
     images = write_pngs(tmp_path / "walk", world.frames[:5])
     out = tmp_path / "cache"

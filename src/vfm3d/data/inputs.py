@@ -169,6 +169,54 @@ def open_clips(path: str | os.PathLike[str], **options: Any) -> ClipSource:
     )
 
 
+class WindowedClips:
+    """A video or image folder as consecutive clips of ``window`` frames overlapping by
+    ``overlap`` (the reader's `iter_windows`), so a long video is never decoded whole.
+
+    ``ids`` are ``<stem>_w<kkkk>`` (known after one counting pass over the selection);
+    ``load(id)`` in id order continues one lazy decode, so a pass over every window decodes the
+    video once; out of order it restarts the decode (still one window in memory).
+    """
+
+    def __init__(self, reader: Any, window: int, overlap: int = 0) -> None:
+        from vfm3d.data.readers.video import check_window
+
+        check_window(getattr(reader, "path", getattr(reader, "root", "")), window, overlap)
+        self.reader, self.window, self.overlap = reader, int(window), int(overlap)
+        self.frames = int(reader.count_selected())
+        step = self.window - self.overlap
+        count = 1 if self.frames <= self.window else 1 + -(-(self.frames - self.window) // step)
+        parent = reader.ids[0]
+        self._ids = [f"{parent}_w{k:04d}" for k in range(count)]
+        self._stream: Iterator[Clip] | None = None
+        self._next = 0
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __iter__(self) -> Iterator[Clip]:
+        for clip_id in self._ids:
+            yield self.load(clip_id)
+
+    def load(self, clip_id: str) -> Clip:
+        """Decode window ``clip_id`` (see the class docstring)."""
+        if clip_id not in self._ids:
+            raise KeyError(f"no window {clip_id!r}; windows are {self._ids[0]}..{self._ids[-1]}")
+        wanted = self._ids.index(clip_id)
+        if self._stream is None or wanted < self._next:
+            self._stream = self.reader.iter_windows(self.window, self.overlap)
+            self._next = 0
+        while True:
+            clip = next(self._stream)
+            self._next += 1
+            if self._next - 1 == wanted:
+                return clip
+
+
 # ---------------------------------------------------------------------- argparse
 def _size_arg(text: str) -> tuple[int, int]:
     try:

@@ -9,6 +9,7 @@ Examples::
 
     vfm3d extract --data world/ --backbone random --layers 0,3 --out cache/
     vfm3d extract --data walk.mp4 --fps 10 --size 256x256 --backbone random --layers 0 --out cache/
+    vfm3d extract --data long.mp4 --window 81 --backbone wan2.1 --weights W --layers 20 ...
     vfm3d extract --data world/ --backbone wan2.1 --tiny --layers 1,2 --timesteps 250,749 --out cache/
     torchrun --nproc_per_node 2 -m vfm3d.cli extract ...      # ranks split the clips
     vfm3d extract ... --shard 0/4                               # independent jobs; then --merge
@@ -86,6 +87,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--merge", action="store_true", help="only merge manifest parts of finished jobs"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="split a video / image folder into clips of N frames (ids <stem>_w0000, ...), "
+        "decoded one window at a time; for long videos",
+    )
+    parser.add_argument(
+        "--window-overlap", type=int, default=0, help="frames shared by consecutive windows"
+    )
     add_input_arguments(parser)
 
 
@@ -121,6 +132,12 @@ def main(args: argparse.Namespace) -> int:
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
             torch.cuda.set_device(device)
     folder = open_clips(args.data, **input_options(args))
+    if args.window is not None:
+        from vfm3d.data.inputs import WindowedClips
+
+        if not hasattr(folder, "iter_windows"):
+            raise ValueError(f"{args.data}: --window splits videos and image folders, not clips")
+        folder = WindowedClips(folder, args.window, args.window_overlap)
     backbone = load(
         args.backbone,
         weights=args.weights,

@@ -210,6 +210,10 @@ class ImageFolderReader:
             )
         return positions
 
+    def count_selected(self) -> int:
+        """How many images the selection keeps."""
+        return len(self.selected())
+
     def probe(self) -> dict[str, Any]:
         """Image count, size, fps and duration (headers only)."""
         h, w = self.frame_size()

@@ -796,6 +796,14 @@ class VideoReader:
             meta["truncated"] = self.truncated
         return self._clip(items, meta)
 
+    def count_selected(self) -> int:
+        """How many frames the selection keeps (decodes the stream once, converts nothing)."""
+        self.stats = WindowStats()
+        count = sum(1 for _ in self._selected())
+        if not count:
+            raise self._empty_error()
+        return count
+
     def iter_windows(
         self, window: int, overlap: int = 0, clip_id: str | None = None
     ) -> Iterator[Clip]:
