@@ -43,6 +43,9 @@ ADAPTERS: dict[str, AdapterSpec] = {
         AdapterSpec("dinov2", "vfm3d.backbones.dinov2", "image", "DINOv2, per frame"),
         AdapterSpec("vggt", "vfm3d.backbones.vggt", "3d-expert", "VGGT aggregator (3D expert)"),
         AdapterSpec(
+            "fast3r", "vfm3d.backbones.fast3r", "3d-expert", "Fast3R fusion decoder (3D expert)"
+        ),
+        AdapterSpec(
             "random", "vfm3d.backbones.baselines", "baseline", "fixed random patch projection"
         ),
         AdapterSpec("pixels", "vfm3d.backbones.baselines", "baseline", "patchified RGB"),
