@@ -38,6 +38,12 @@ ADAPTERS: dict[str, AdapterSpec] = {
         AdapterSpec(
             "hunyuanvideo", "vfm3d.backbones.hunyuanvideo", "diffusion", "HunyuanVideo (VAE + DiT)"
         ),
+        AdapterSpec(
+            "opensora2",
+            "vfm3d.backbones.opensora2",
+            "diffusion",
+            "Open-Sora 2.0 (HunyuanVideo VAE + MMDiT)",
+        ),
         AdapterSpec("vjepa2", "vfm3d.backbones.vjepa2", "encoder", "V-JEPA 2 video encoder"),
         AdapterSpec("videomae", "vfm3d.backbones.videomae", "encoder", "VideoMAE video encoder"),
         AdapterSpec("dinov2", "vfm3d.backbones.dinov2", "image", "DINOv2, per frame"),
