@@ -294,3 +294,30 @@ def test_probe_sweep_runs_on_the_tiny_config(tmp_path: Path) -> None:
         (2, 250, "object"),
     ]
     assert all(math.isfinite(r["point_err"]) and r["backbone"] == "opensora2-tiny" for r in rows)
+
+
+def test_release_layer_numbering_on_the_meta_device() -> None:
+    """57 layers: double_blocks[0..18] then single_blocks[0..37]; the paper's single block 20
+    is layer 39, 3072 wide; rules T = 4k+1, H, W multiples of 16; 480x848 -> 30 x 53 tokens."""
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    from vfm3d.models.opensora2 import OpenSora2
+
+    with torch.device("meta"):
+        backbone = opensora2.OpenSora2Backbone(
+            "opensora2",
+            OpenSora2(),
+            AutoencoderKLHunyuanVideo(),
+            None,
+            torch.zeros(1, 512, 4096),
+            torch.zeros(1, 768),
+        )
+    assert backbone.num_layers == 57 and backbone.num_double_layers == 19
+    assert backbone.layer_modules()[39] is backbone.transformer.single_blocks[20]
+    assert backbone.layer_modules()[18] is backbone.transformer.double_blocks[18]
+    assert backbone.layer_width(39) == 3072
+    assert backbone.rules.describe() == "T = 4k+1, H, W multiples of 16"
+    assert backbone.grid.spatial_shape(480, 848) == (30, 53)
+    assert (
+        backbone.grid.num_feature_frames(81) == 21 and backbone.grid.num_feature_frames(129) == 33
+    )
