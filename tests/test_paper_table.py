@@ -20,8 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "paper_table"
-#: Per-row input keys the specs carry (README.md, "Status"); those today's parser does not know
-#: are checked here and set aside before `parse_spec`.
+#: Per-row input keys the specs carry (input size, frames, dtype), read by `parse_spec`.
 INPUT_KEYS = ("resize", "num_frames", "dtype")
 
 # label -> (adapter, layer, timestep, (H, W), dtype); frames per dataset below
@@ -67,11 +66,10 @@ def test_paper_table_spec_has_the_six_rows(dataset: str) -> None:
     assert rows["WAN2.1-14B"]["num_frames"] == 81 and (480 // 16, 832 // 16) == (30, 52)
     assert (288 // 16, 512 // 16) == (18, 32)
 
-    pending = [k for k in INPUT_KEYS if k not in sweep._BACKBONE_KEYS]
-    for entry in data["backbones"]:
-        for key in pending:
-            entry.pop(key)
+    assert set(INPUT_KEYS) <= sweep._BACKBONE_KEYS
     spec = parse_spec(data, base=path.parent)
+    fast3r = next(b for b in spec.backbones if b.name == "fast3r")
+    assert fast3r.resize == (288, 512) and fast3r.dtype == "bfloat16"
     assert [b.display for b in spec.backbones] == list(ROWS)
     assert spec.train == (path.parent / "clips" / f"{dataset}-train").resolve()
     assert spec.eval == {dataset: (path.parent / "clips" / f"{dataset}-val").resolve()}

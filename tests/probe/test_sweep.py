@@ -33,6 +33,8 @@ num_frames = 3
 [[backbones]]
 name = "constant"
 layers = [0]
+resize = [16, 16]
+num_frames = 5
 
 [[backbones]]
 name = "wan2.1"
@@ -52,6 +54,8 @@ timesteps = [250, 749]
         ({"world": {}, "wat": 1, "backbones": [{"name": "pixels"}]}, "unknown keys"),
         ({"world": {}, "backbones": [{"name": "pixels"}, {"name": "pixels"}]}, "unique"),
         ({"data": {"train": "x"}, "backbones": [{"name": "pixels"}]}, "train and eval"),
+        ({"world": {}, "backbones": [{"name": "pixels", "resize": [0, 8]}]}, "resize must be"),
+        ({"world": {}, "backbones": [{"name": "pixels", "dtype": "int8"}]}, "dtype must be"),
     ],
 )
 def test_bad_specs_are_refused(data, match) -> None:
@@ -82,6 +86,12 @@ def test_tiny_sweep_end_to_end_and_resume(tmp_path) -> None:
     for name in ("results.csv", "results.md", "report.html", "example_pred.ply"):
         assert (out / name).is_file(), name
     assert (out / "figures" / "heatmap_wan2.1-tiny.png").is_file()
+    from vfm3d.features import FeatureStore
+
+    sizes = {
+        (k.backbone.split("-")[0], k.input_size) for k in FeatureStore(out / "features").keys()
+    }
+    assert ("constant", (5, 16, 16)) in sizes and ("wan2.1", (9, 32, 32)) in sizes
     html = (out / "report.html").read_text()
     assert "wan2.1-tiny" in html and "data:image/png" in html
 

@@ -67,6 +67,9 @@ class BackboneEntry:
     tiny: bool = False
     weights: str | None = None
     label: str | None = None
+    resize: tuple[int, int] | None = None  # H, W fed to the model (default: the clips' size)
+    num_frames: int | None = None  # frames per clip (default: [extract] num_frames / the rule's)
+    dtype: str | None = None  # "float32" (default), "bfloat16", "float16"
 
     @property
     def display(self) -> str:
@@ -98,7 +101,18 @@ class SweepSpec:
 
 
 _TOP_KEYS = {"seed", "world", "data", "probe", "extract", "backbones"}
-_BACKBONE_KEYS = {"name", "layers", "timesteps", "tiny", "weights", "label"}
+_BACKBONE_KEYS = {
+    "name",
+    "layers",
+    "timesteps",
+    "tiny",
+    "weights",
+    "label",
+    "resize",
+    "num_frames",
+    "dtype",
+}
+_DTYPES = ("float32", "bfloat16", "float16")
 
 
 def parse_spec(data: dict[str, Any], base: Path | None = None) -> SweepSpec:
@@ -123,6 +137,13 @@ def parse_spec(data: dict[str, Any], base: Path | None = None) -> SweepSpec:
         weights = raw.get("weights")
         if weights is not None:
             weights = str((base / weights).resolve())
+        resize = raw.get("resize")
+        if resize is not None:
+            if len(resize) != 2 or not all(isinstance(v, int) and v > 0 for v in resize):
+                raise ValueError(f"sweep spec: backbones[{i}].resize must be [H, W], got {resize}")
+            resize = (int(resize[0]), int(resize[1]))
+        if raw.get("dtype") is not None and raw["dtype"] not in _DTYPES:
+            raise ValueError(f"sweep spec: backbones[{i}].dtype must be one of {_DTYPES}")
         entries.append(
             BackboneEntry(
                 name=str(raw["name"]),
@@ -131,6 +152,9 @@ def parse_spec(data: dict[str, Any], base: Path | None = None) -> SweepSpec:
                 tiny=bool(raw.get("tiny", False)),
                 weights=weights,
                 label=raw.get("label"),
+                resize=resize,
+                num_frames=None if raw.get("num_frames") is None else int(raw["num_frames"]),
+                dtype=raw.get("dtype"),
             )
         )
     labels = [e.display for e in entries]
@@ -247,7 +271,14 @@ def run_sweep(
     timings: dict[str, float] = {}
     for entry in spec.backbones:
         t0 = time.perf_counter()
-        backbone = load_backbone(entry.name, weights=entry.weights, tiny=entry.tiny, seed=spec.seed)
+        backbone = load_backbone(
+            entry.name,
+            weights=entry.weights,
+            tiny=entry.tiny,
+            seed=spec.seed,
+            dtype=getattr(torch, entry.dtype or "float32"),
+            device="cuda" if torch.cuda.is_available() else "cpu",
+        )
         layers = list(range(backbone.num_layers)) if entry.layers == "all" else list(entry.layers)
         timesteps = entry.timesteps if backbone.is_diffusion else None
         if backbone.is_diffusion and not timesteps:
@@ -260,8 +291,9 @@ def run_sweep(
                 folder,
                 layers,
                 timesteps,
-                num_frames=spec.extract.get("num_frames"),
+                num_frames=entry.num_frames or spec.extract.get("num_frames"),
                 seed=spec.seed,
+                resize=entry.resize,
                 progress=progress,
                 timestep_batch=tb,
             )
