@@ -11,7 +11,8 @@ Extraction (``vfm3d.features.extract``) only talks to this interface:
 4. ``layer_output_to_grid(i, output, prepared)`` turns the raw output of block ``i`` into
    ``[N, T', h, w, C]`` tokens (dropping CLS/register/text tokens).
 
-Layer ``i`` always means "the output of block ``i``" (0-based), before any final norm.
+Layer ``i`` means "the output of block ``i``" (0-based), before any final norm; an adapter may
+count as its paper does when it says so (Fast3R: 0 = encoder output, 24 = after the final norm).
 
 Noise convention (added with the extraction runner; adapters follow it and the shared contract
 ``tests/backbones/contract.py`` checks it): ``prepare`` draws the noise of the clip batch once
