@@ -45,32 +45,38 @@ def test_learning_rate_schedule() -> None:
 
 
 @pytest.mark.slow
-def test_oracle_probe_learns_constant_does_not(tmp_path) -> None:
-    """On the procedural world, the oracle's point_err after a short training is at most half the
-    constant's (measured ratio with these seeds ~0.3; other world seeds gave 0.3-0.45)."""
-    from vfm3d.clip import write_clip_folder
-    from vfm3d.world.generate import render_clip
+def test_probe_reads_3d_on_held_out_clips(tmp_path) -> None:
+    """The instrument's calibration in small (docs/probe.md "Calibration"): on HELD-OUT world
+    clips of both kinds, with VidFM3D's sampling (4 of the first 76 of 81 frames, min gap 5), a
+    probe on `oracle-world` (layer 1: frame-0 point maps + pose) reads cameras and point maps, and
+    the constant floor reads neither.
 
-    clips = write_clip_folder(
-        tmp_path / "world",
-        [render_clip("scene", 30 + i, 24, 32, 48, clip_id=f"scene{i}") for i in range(3)],
-    )
-    cfg = tiny_config(
-        first_n=4,
-        min_gap=1,
-        lr=3e-3,
-        warmup_steps=5,
-        eval_samples_per_clip=2,
-        checkpoint_every=1000,
+    Budget: 300 steps (~80 s with the clips). Measured with these seeds, pooled over both kinds:
+    oracle-world AUC@30 0.58, Point Err 0.198 (0.34x the constant's), Depth Err 0.19 (0.58x);
+    constant AUC@30 0.03, Point Err 0.57. The thresholds leave a margin below these; the
+    calibration curve (800-1600 steps) is what reaches AUC@30 0.8.
+    """
+    from vfm3d.probe.calibrate import world_features
+    from vfm3d.world import generate_dataset
+
+    torch.manual_seed(0)
+    train_dir = generate_dataset(tmp_path / "train", "mixed", 24, 81, 32, 32, 0, progress=False)
+    held = generate_dataset(tmp_path / "held", "mixed", 12, 81, 32, 32, 77, progress=False)
+    cfg = ProbeConfig.cpu_small(
+        output_size=(32, 32), first_n=76, min_gap=5, eval_samples_per_clip=2, checkpoint_every=10**6
     )
     scores = {}
-    for name in ("oracle", "constant"):
-        source = InMemoryFeatureSource(features_for(clips, name))
+    for name, layer, steps in (("oracle-world", 1, 300), ("constant", 0, 40)):
+        source = InMemoryFeatureSource(world_features([train_dir, held], name, layer))
         run = tmp_path / name
-        train(cfg, clips.root, source, run, steps=160, backbone=name, layer=0, progress=False)
-        scores[name] = evaluate(run, features=source)["metrics"]
-    assert scores["oracle"]["point_err"] <= 0.5 * scores["constant"]["point_err"], scores
-    assert scores["oracle"]["depth_err"] < scores["constant"]["depth_err"], scores
+        train(cfg, train_dir.root, source, run, steps=steps, backbone=name, layer=layer,
+              progress=False)  # fmt: skip
+        scores[name] = evaluate(run, features=source, data_dir=held.root, write=False)["metrics"]
+    world, floor = scores["oracle-world"], scores["constant"]
+    assert world["auc@30"] >= 0.45, scores
+    assert world["point_err"] <= 0.5 * floor["point_err"], scores
+    assert world["depth_err"] <= 0.8 * floor["depth_err"], scores
+    assert floor["auc@30"] <= 0.1 and floor["point_err"] >= 0.4, scores
 
 
 def test_resume_gives_the_uninterrupted_weights(

@@ -6,7 +6,11 @@
 - depth: the same on depth, without normalisation;
 - confidence: ``config.conf_mode == "vggt"``: per pixel ``w * (c * err - alpha * log c)`` with the
   predicted confidence ``c`` and the target confidence ``w`` (1 for vfm3d clips);
-  ``"gt"`` (VidFM3D exactly): ``w * err`` (the predicted confidence is not trained).
+  ``"gt"`` (VidFM3D exactly): ``w * err`` (the predicted confidence is not trained);
+  ``"detached"``: VidFM3D's ``w * err`` for the maps plus ``w * (c * sg(err) - alpha * log c)``
+  (``sg`` = stop-gradient), so the confidence learns to rank errors (its optimum is
+  ``c = alpha / err``) without re-weighting the regression away from the uniform weighting the
+  metrics use.
   Per-pixel terms are made finite and clamped to [-100, 100] as VidFM3D does, then averaged over
   all valid pixels of the batch;
 - camera: Huber on ``absT_quaR_FoV`` per part (T, R, FoV) averaged, iteration ``i`` of ``n``
@@ -51,6 +55,9 @@ def confidence_loss(
     weight = torch.ones_like(err) if gt_conf is None else gt_conf.to(err.dtype)
     if config.conf_mode == "vggt":
         per_pixel = weight * (pred_conf * err - config.conf_alpha * torch.log(pred_conf))
+    elif config.conf_mode == "detached":
+        conf_term = pred_conf * err.detach() - config.conf_alpha * torch.log(pred_conf)
+        per_pixel = weight * (err + conf_term)
     else:
         per_pixel = weight * err
     per_pixel = _finite_clamped(per_pixel[valid])
