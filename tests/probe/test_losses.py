@@ -65,4 +65,26 @@ def test_probe_loss_is_the_sum() -> None:
         "pose_enc": torch.randn(b, s, 9),
     }
     out = probe_loss(pred, batch, cfg)
-    torch.testing.assert_close(out["loss"], out["point"] + out["depth"] + out["camera"])
+    torch.testing.assert_close(
+        out["loss"], out["point"] + out["depth"] + cfg.camera_weight * out["camera"]
+    )
+    assert cfg.camera_weight == 10.0  # cpu-small (docs/probe.md "Calibration"); paper: 1
+
+
+def test_detached_confidence_keeps_vidfm3d_map_gradients() -> None:
+    """``conf_mode="detached"``: the maps get VidFM3D's gradient (``"gt"``), the confidence is
+    still trained (towards ``alpha / err``)."""
+    torch.manual_seed(0)
+    gt = torch.randn(1, 2, 3, 4) + 3.0
+    valid = torch.ones(1, 2, 3, 4, dtype=torch.bool)
+    grads = {}
+    noisy = gt + torch.randn_like(gt)
+    for mode in ("gt", "detached", "vggt"):
+        pred = noisy.clone().requires_grad_(True)
+        conf = torch.full_like(gt, 2.0, requires_grad=True)
+        depth_loss(pred, conf, gt, valid, None, ProbeConfig.cpu_small(conf_mode=mode)).backward()
+        grads[mode] = (pred.grad.clone(), None if conf.grad is None else conf.grad.clone())
+    torch.testing.assert_close(grads["detached"][0], grads["gt"][0])
+    assert not torch.allclose(grads["vggt"][0], grads["gt"][0])
+    assert grads["detached"][1] is not None and grads["detached"][1].abs().sum() > 0
+    assert ProbeConfig.cpu_small().conf_mode == "detached"

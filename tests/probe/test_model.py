@@ -152,7 +152,7 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
         (out["points"].sum() + out["depth"].sum() + poses).backward()
         grads.append({k: p.grad.clone() for k, p in m.named_parameters()})
     for key in grads[0]:
-        torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(grads[0][key], grads[1][key], rtol=1e-4, atol=2e-5)
 
 
 def test_fusion_conv_before_upsampling_equals_vggt_order() -> None:
