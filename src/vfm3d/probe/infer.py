@@ -19,6 +19,17 @@ import torch
 
 from vfm3d.geometry import decode_pose, invert_rigid
 
+#: smallest field of view decoded (radians): an untrained head can output FoV 0 (its ReLU),
+#: which would be an infinite focal length
+MIN_FOV = 1e-3
+
+
+def _finite_fov(pose_enc: torch.Tensor) -> torch.Tensor:
+    """``[S, 9]`` absT_quaR_FoV (float64, CPU) with both FoVs clamped to ``>= MIN_FOV``."""
+    enc = pose_enc.detach().cpu().double().clone()
+    enc[..., 7:9] = enc[..., 7:9].clamp_min(MIN_FOV)
+    return enc
+
 
 def spread_frames(available: int, count: int, first_n: int | None = None) -> list[int]:
     """``count`` frame indices spread evenly over ``[0, min(available, first_n))``."""
@@ -78,7 +89,7 @@ def predict_clips(
         tokens = read_frames(source, clip_id, frame_index[frames].tolist())[0].float()
         out_hw = tuple(config.output_size) if config.output_size else (clip.height, clip.width)
         pred = model(tokens[None].to(device), out_hw)
-        world_to_cam, intrinsics = decode_pose(pred["pose_enc"][0].cpu().double(), out_hw)
+        world_to_cam, intrinsics = decode_pose(_finite_fov(pred["pose_enc"][0]), out_hw)
         images = _resize_images(clip.frames[frames], out_hw).numpy()
         out = out_root / "".join(c if c.isalnum() or c in "-_." else "_" for c in clip_id)
         export_reconstruction(

@@ -120,7 +120,9 @@ class ExpertReconstructor:
         images = images.permute(0, 3, 1, 2).float().div(255.0)[None]
         hw = (int(frames.shape[1]), int(frames.shape[2]))
         out = self.model(images)
-        world_to_cam, intrinsics = decode_pose(out["pose_enc"][0].double().cpu(), hw)
+        enc = out["pose_enc"][0].double().cpu().clone()
+        enc[..., 7:9] = enc[..., 7:9].clamp_min(1e-3)  # FoV 0 would be an infinite focal
+        world_to_cam, intrinsics = decode_pose(enc, hw)
         return {
             "depth": out["depth"][0, ..., 0].float().cpu().numpy(),
             "depth_conf": out["depth_conf"][0].float().cpu().numpy(),
