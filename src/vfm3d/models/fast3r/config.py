@@ -16,20 +16,19 @@ same architecture for tests.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from vfm3d.models._config import JsonConfig
 
 DEPTH_MODES = ("linear", "square", "exp")
 CONF_MODES = ("exp", "sigmoid")
 
 
 @dataclass
-class Fast3RConfig:
+class Fast3RConfig(JsonConfig):
     """Sizes of a Fast3R model. Defaults = the public ViT-L/16 512 release.
 
     Encoder: ``img_size`` (the trained long side; informational: the encoder has no absolute
@@ -288,22 +287,6 @@ class Fast3RConfig:
             conf_vmin=conf_mode[1],
             conf_vmax=None if math.isinf(conf_mode[2]) else conf_mode[2],
         )
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> Fast3RConfig:
-        source = Path(path)
-        try:
-            data = json.loads(source.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source}: not valid JSON ({error})") from error
-        try:
-            return cls.from_dict(data)
-        except ValueError as error:
-            raise ValueError(f"{source}: {error}") from error
-
-    def replace(self, **changes: Any) -> Fast3RConfig:
-        """A copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def tiny(cls, **changes: Any) -> Fast3RConfig:

@@ -16,18 +16,17 @@ flag (the release sets it, see `vfm3d.models.opensora2.layers.rope_tables`).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from vfm3d.models._config import JsonConfig
 
 ROPE_PAIRINGS = ("half", "interleaved")
 
 
 @dataclass
-class OpenSora2Config:
+class OpenSora2Config(JsonConfig):
     """Sizes of an Open-Sora 2.0 MMDiT. Defaults = the released 11B model.
 
     - ``in_channels``: width of a packed latent token = latent channels x ``patch_size``^2 (64).
@@ -158,22 +157,6 @@ class OpenSora2Config:
             return cls(**known, extra=unknown)
         except TypeError as error:
             raise ValueError(f"OpenSora2Config: bad config ({error})") from error
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> OpenSora2Config:
-        source = Path(path)
-        try:
-            data = json.loads(source.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source}: not valid JSON ({error})") from error
-        try:
-            return cls.from_dict(data)
-        except ValueError as error:
-            raise ValueError(f"{source}: {error}") from error
-
-    def replace(self, **changes: Any) -> OpenSora2Config:
-        """A copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def tiny(cls, **changes: Any) -> OpenSora2Config:

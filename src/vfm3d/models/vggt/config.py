@@ -9,12 +9,11 @@ built from them has exactly the state-dict names and shapes of the public checkp
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from vfm3d.models._config import JsonConfig
 
 #: DINOv2 patch-embedder presets: name -> (depth, num_heads). Their width is ``embed_dim``.
 DINO_PRESETS: dict[str, tuple[int, int]] = {
@@ -26,7 +25,7 @@ AA_KINDS = ("frame", "global")
 
 
 @dataclass
-class VGGTConfig:
+class VGGTConfig(JsonConfig):
     """Sizes of a VGGT model. Defaults = VGGT-1B.
 
     Aggregator: ``img_size`` (pixels; sets the DINOv2 position-embedding grid, any multiple of
@@ -213,22 +212,6 @@ class VGGTConfig:
             return cls(**known, extra=unknown)
         except TypeError as error:
             raise ValueError(f"VGGTConfig: bad config ({error})") from error
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> VGGTConfig:
-        source = Path(path)
-        try:
-            data = json.loads(source.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source}: not valid JSON ({error})") from error
-        try:
-            return cls.from_dict(data)
-        except ValueError as error:
-            raise ValueError(f"{source}: {error}") from error
-
-    def replace(self, **changes: Any) -> VGGTConfig:
-        """A copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def tiny(cls, **changes: Any) -> VGGTConfig:
