@@ -15,7 +15,6 @@ same architecture for tests.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -172,17 +171,6 @@ class Fast3RConfig(JsonConfig):
             need(self.conf_vmax is not None, "conf_mode 'sigmoid' needs a finite conf_vmax")
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of every field (tuples as lists); ``extra`` keys are kept as they were."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        out.update(self.extra)
-        return out
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fast3RConfig:
         """Build from a dict: vfm3d's flat layout, or the release's ``encoder_args`` /
@@ -192,17 +180,7 @@ class Fast3RConfig(JsonConfig):
             raise ValueError(f"Fast3RConfig: expected a JSON object, got {type(data).__name__}")
         if "encoder_args" in data or "decoder_args" in data:
             return cls.from_reference_args(data)
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
-        unknown = {k: v for k, v in data.items() if k not in names}
-        if unknown:
-            warnings.warn(
-                f"Fast3RConfig: ignoring unknown config keys {sorted(unknown)}", stacklevel=2
-            )
-        try:
-            return cls(**known, extra=unknown)
-        except TypeError as error:
-            raise ValueError(f"Fast3RConfig: bad config ({error})") from error
+        return super().from_dict(data)
 
     @classmethod
     def from_reference_args(cls, data: dict[str, Any]) -> Fast3RConfig:

@@ -15,8 +15,6 @@ flag (the release sets it, see `vfm3d.models.opensora2.layers.rope_tables`).
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,34 +128,6 @@ class OpenSora2Config(JsonConfig):
         )
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of every field (tuples as lists); ``extra`` keys are kept as they were."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        out.update(self.extra)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OpenSora2Config:
-        """Build from a dict; unknown keys are kept in ``extra`` with a warning (not silently)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"OpenSora2Config: expected a JSON object, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
-        unknown = {k: v for k, v in data.items() if k not in names}
-        if unknown:
-            warnings.warn(
-                f"OpenSora2Config: ignoring unknown config keys {sorted(unknown)}", stacklevel=2
-            )
-        try:
-            return cls(**known, extra=unknown)
-        except TypeError as error:
-            raise ValueError(f"OpenSora2Config: bad config ({error})") from error
-
     @classmethod
     def tiny(cls, **changes: Any) -> OpenSora2Config:
         """A tiny config of the same architecture: width 32, 2 heads (head dim 16, RoPE axes

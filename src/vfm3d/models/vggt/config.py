@@ -8,8 +8,6 @@ built from them has exactly the state-dict names and shapes of the public checkp
 
 from __future__ import annotations
 
-import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,35 +182,6 @@ class VGGTConfig(JsonConfig):
             )
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict of every field (tuples as lists); ``extra`` keys are kept as they were."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        out.update(self.extra)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VGGTConfig:
-        """Build from a dict; unknown keys are kept in ``extra`` with a warning (not silently)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"VGGTConfig: expected a JSON object, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {k: v for k, v in data.items() if k in names}
-        unknown = {k: v for k, v in data.items() if k not in names}
-        if unknown:
-            warnings.warn(
-                f"VGGTConfig: ignoring unknown config keys {sorted(unknown)}",
-                stacklevel=2,
-            )
-        try:
-            return cls(**known, extra=unknown)
-        except TypeError as error:
-            raise ValueError(f"VGGTConfig: bad config ({error})") from error
-
     @classmethod
     def tiny(cls, **changes: Any) -> VGGTConfig:
         """A tiny config of the same architecture (width 32, 2 block pairs, 28-pixel images)."""
