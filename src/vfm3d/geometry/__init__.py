@@ -28,6 +28,7 @@ from vfm3d.geometry.camera import (
     world_points_to_depth,
 )
 from vfm3d.geometry.normalize import ProbeTargets, probe_targets
+from vfm3d.geometry.pointmap_cameras import PointmapCameras, cameras_from_pointmaps
 from vfm3d.geometry.points import focal_from_points, pose_from_points
 from vfm3d.geometry.pose_encoding import POSE_ENCODING_DIM, decode_pose, encode_pose
 from vfm3d.geometry.rotation import (
@@ -48,6 +49,7 @@ from vfm3d.geometry.trajectory import (
 __all__ = [
     "POSE_ENCODING_DIM",
     "DegenerateAlignmentError",
+    "PointmapCameras",
     "ProbeTargets",
     "Trajectory",
     "TrajectoryFileError",
@@ -55,6 +57,7 @@ __all__ = [
     "apply_similarity",
     "associate",
     "axis_angle_to_rotation",
+    "cameras_from_pointmaps",
     "decode_pose",
     "depth_to_world_points",
     "encode_pose",
