@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vfm3d.recon4d.cli",
         "depth, cameras and point clouds of a video / image folder / clips (PLY, GLB, COLMAP, TUM)",
     ),
+    "spatial": (
+        "vfm3d.spatial.cli",
+        "spatial questions (VSI-Bench's 8 task types) from world room clips",
+    ),
 }
 
 

@@ -6,6 +6,11 @@
   (buildings, cars, trees, street lights); the camera walks a smooth path and turns.
 - ``dynamic``: an ``object`` or ``scene`` layout plus one to three objects that move (translate
   and turn) during the clip.
+- ``room`` (VSI-Bench-like indoor scene, for spatial questions): the walls and walk of a
+  ``scene`` room with the view panning at twice the orbit rate (a full turn in 40 frames by
+  default, so the clip scans the room), furnished with repeats for counting: a dining set
+  (table and 2-6 chairs), two classes with 2-4 instances each, 3-5 single pieces. Added after
+  the other kinds: their seeds render exactly as before.
 
 The world is z-up, in metres. Trajectories are functions of the path time ``s = frame / 80``
 (`vfm3d.world.camera.frame_times`): the camera moves at per-frame rates (`Motion`: an orbit's
@@ -36,7 +41,7 @@ from vfm3d.world.camera import (
 from vfm3d.world.objects import SceneObject, make_object, make_wall
 from vfm3d.world.textures import Texture, random_texture
 
-KINDS = ("object", "scene", "dynamic")
+KINDS = ("object", "scene", "dynamic", "room")
 FPS = 10.0
 _CAMERA_CLEARANCE = 0.6  # metres between the camera path and any object footprint
 
@@ -140,7 +145,10 @@ def build_world(kind: str, seed: int, frames: int, motion: Motion | None = None)
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     rng = np.random.default_rng([int(seed), KINDS.index(kind)])
     base_kind = kind if kind != "dynamic" else str(rng.choice(["object", "scene"]))
-    if base_kind == "object":
+    if kind == "room":
+        base_kind = "scene"
+        world = _furnished_room_world(rng, frames, motion)
+    elif base_kind == "object":
         world = _object_world(rng, frames, motion)
     elif rng.uniform() < 0.5:
         world = _room_world(rng, frames, motion)
@@ -299,11 +307,13 @@ def _walker(
     yaw_offset: float,
     yaw_amp_deg: float,
     look_xy: np.ndarray | None = None,
+    pan: float = 0.0,
 ) -> Callable[[np.ndarray], _Path]:
     """Camera path of a walking viewer at ``position(s)`` ``[S, 2]`` (ground xy): eye height
     about 1.4-1.75 m with slight bobbing, facing along the walk (or towards the point
-    ``look_xy`` when given) plus ``yaw_offset`` and a smooth look-around of ``yaw_amp_deg``,
-    slight downward pitch and roll; fixed FoV."""
+    ``look_xy`` when given) plus ``yaw_offset``, a steady pan of ``pan`` radians per unit of
+    path time (0: none) and a smooth look-around of ``yaw_amp_deg``, slight downward pitch and
+    roll; fixed FoV."""
     sig_yaw, sig_pitch, sig_roll, sig_h = (SmoothSignal(rng) for _ in range(4))
     height = rng.uniform(1.4, 1.75)
     pitch0 = np.radians(rng.uniform(-15.0, 0.0))
@@ -315,7 +325,7 @@ def _walker(
         else:
             ahead = look_xy[None, :] - xy
         heading = np.arctan2(ahead[:, 1], ahead[:, 0])
-        yaw = heading + yaw_offset + np.radians(yaw_amp_deg) * sig_yaw(s)
+        yaw = heading + yaw_offset + pan * np.asarray(s) + np.radians(yaw_amp_deg) * sig_yaw(s)
         pitch = pitch0 + np.radians(5.0) * sig_pitch(s)
         eye = np.concatenate([xy, (height + 0.05 * sig_h(s))[:, None]], axis=1)
         c2w = look_at(eye, eye + direction_from_angles(yaw, pitch), np.radians(2.0) * sig_roll(s))
@@ -325,7 +335,36 @@ def _walker(
 
 
 # ---------------------------------------------------------------------- scene kind: room
-def _room_world(rng: np.random.Generator, frames: int, motion: Motion) -> World:
+@dataclass
+class _RoomShell:
+    """The walls, camera path and free region of a room (drawn before its furniture)."""
+
+    lx: float
+    ly: float
+    wall_h: float
+    objects: list[SceneObject]
+    path: Callable[[np.ndarray], _Path]
+    eyes: np.ndarray
+    bounds: tuple[float, float, float, float]
+
+
+def _room_shell(
+    rng: np.random.Generator,
+    frames: int,
+    motion: Motion,
+    yaw_offset_deg: float = 40.0,
+    look_around_deg: float = 30.0,
+    pan: float = 0.0,
+    face_out: bool = False,
+) -> _RoomShell:
+    """Walls (inner size ``lx`` x ``ly``, centred on the origin, axis-aligned) and the walk.
+
+    The camera walks an ellipse around the middle of the room at ``motion.m_per_frame``, facing
+    a point near the middle (away from it with ``face_out``) plus an offset drawn in
+    +-``yaw_offset_deg``, a steady pan of ``pan`` radians per unit of path time and a smooth
+    look-around of ``look_around_deg``. The random draws do not depend on these arguments, so
+    the ``scene`` rooms are unchanged by them.
+    """
     lx, ly = float(rng.uniform(6.0, 12.0)), float(rng.uniform(5.0, 10.0))
     wall_h, thick = float(rng.uniform(2.5, 3.2)), 0.2
     wall_tex = random_texture(rng, scale=float(rng.uniform(0.3, 0.8)))
@@ -353,28 +392,142 @@ def _room_world(rng: np.random.Generator, frames: int, motion: Motion) -> World:
         return centre[None, :] + np.stack([a * k * np.cos(th), b * k * np.sin(th)], axis=1)
 
     fov0 = _sample_fov(rng)
-    # face the middle of the room (where the furniture is), looking around +-(offset + 30) deg
+    # face the middle of the room (where the furniture is), looking around
     look = centre + rng.uniform(-0.15, 0.15, size=2) * np.array([lx, ly])
-    path = _walker(rng, position, fov0, float(np.radians(rng.uniform(-40.0, 40.0))), 30.0, look)
-    dense = path(dense_times(frames))
+    offset = float(np.radians(rng.uniform(-yaw_offset_deg, yaw_offset_deg)))
+    offset += np.pi if face_out else 0.0
+    path = _walker(rng, position, fov0, offset, look_around_deg, look, pan)
+    eyes = path(dense_times(frames)).eye
     bounds = (-lx / 2 + 0.05, lx / 2 - 0.05, -ly / 2 + 0.05, ly / 2 - 0.05)
+    return _RoomShell(lx, ly, wall_h, objects, path, eyes, bounds)
+
+
+def _room_ground(rng: np.random.Generator, lx: float, ly: float) -> Ground:
+    return Ground(
+        (-lx / 2 - 1.0, lx / 2 + 1.0, -ly / 2 - 1.0, ly / 2 + 1.0),
+        random_texture(rng, scale=float(rng.uniform(0.3, 0.7))),
+    )
+
+
+def _room_world(rng: np.random.Generator, frames: int, motion: Motion) -> World:
+    """A ``scene`` room: 1-2 pillars and 5-10 pieces of furniture drawn from `ROOM_CLASSES`."""
+    room = _room_shell(rng, frames, motion)
+    objects = room.objects
     for _ in range(int(rng.integers(1, 3))):
         _place(
             rng,
-            make_object("pillar", rng, frames, (0, 0), 0.0, wall_h),
+            make_object("pillar", rng, frames, (0, 0), 0.0, room.wall_h),
             objects,
-            dense.eye,
-            bounds,
+            room.eyes,
+            room.bounds,
             30,
         )
     for _ in range(int(rng.integers(5, 11))):
         obj = make_object(str(rng.choice(ROOM_CLASSES)), rng, frames, (0, 0), 0.0)
-        _place(rng, obj, objects, dense.eye, bounds, 30)
-    ground = Ground(
-        (-lx / 2 - 1.0, lx / 2 + 1.0, -ly / 2 - 1.0, ly / 2 + 1.0),
-        random_texture(rng, scale=float(rng.uniform(0.3, 0.7))),
+        _place(rng, obj, objects, room.eyes, room.bounds, 30)
+    ground = _room_ground(rng, room.lx, room.ly)
+    return _finish(rng, "scene", "room", ground, objects, room.path, frames, room.bounds)
+
+
+# ---------------------------------------------------------------------- room kind (furnished)
+REPEAT_CLASSES = ("plant", "lamp", "stool", "box", "cabinet", "sphere", "bookshelf")
+"""Classes of which a ``room`` clip holds 2-4 instances (two of them per room)."""
+SINGLE_CLASSES = (
+    "sofa",
+    "bed",
+    "tv",
+    "bookshelf",
+    "cabinet",
+    "lamp",
+    "plant",
+    "stool",
+    "box",
+    "sphere",
+    "cylinder",
+    "snowman",
+)
+"""Classes of a ``room`` clip's single pieces (3-5 of them, none of the repeated classes)."""
+
+
+def _furnished_room_world(rng: np.random.Generator, frames: int, motion: Motion) -> World:
+    """A ``room`` clip (VSI-Bench-like indoor scene, for spatial questions): the walls and walk
+    of a ``scene`` room, starting to face away from the middle and panning steadily at twice
+    ``motion.deg_per_frame`` (either way; a full turn in 40 frames by default, so the clip scans
+    the room and objects come into view one after another) with a look-around of 20 deg; a
+    dining set (a table with 2-6 chairs around it), two classes of `REPEAT_CLASSES` with 2-4
+    instances each and 3-5 single pieces of `SINGLE_CLASSES`; no pillars. Pieces that find no
+    free spot are left out.
+    """
+    turn = float(rng.choice([-1, 1]))
+    pan = 2.0 * np.radians(motion.deg_per_frame) * (REFERENCE_FRAMES - 1) * turn
+    room = _room_shell(rng, frames, motion, 20.0, 20.0, pan, face_out=True)
+    objects = room.objects
+    _place_dining_set(rng, objects, frames, room.eyes, room.bounds, int(rng.integers(2, 7)), 40)
+    repeated = [str(c) for c in rng.choice(REPEAT_CLASSES, size=2, replace=False)]
+    for cls in repeated:
+        for _ in range(int(rng.integers(2, 5))):
+            obj = make_object(cls, rng, frames, (0, 0), 0.0)
+            _place(rng, obj, objects, room.eyes, room.bounds, 30)
+    singles = [c for c in SINGLE_CLASSES if c not in repeated]
+    for cls in rng.choice(singles, size=int(rng.integers(3, 6)), replace=False):
+        obj = make_object(str(cls), rng, frames, (0, 0), 0.0)
+        _place(rng, obj, objects, room.eyes, room.bounds, 30)
+    ground = _room_ground(rng, room.lx, room.ly)
+    return _finish(rng, "scene", "room", ground, objects, room.path, frames, room.bounds)
+
+
+def _place_dining_set(
+    rng: np.random.Generator,
+    objects: list[SceneObject],
+    frames: int,
+    eyes: np.ndarray,
+    bounds: tuple[float, float, float, float],
+    chairs: int,
+    tries: int,
+) -> bool:
+    """A table with up to ``chairs`` chairs facing it (two per long side when the table is at
+    least 1.25 m long, else one; one at each end), placed as one unit clear of ``objects`` and
+    of the camera path; appended to ``objects`` on success."""
+    table = make_object("table", rng, frames, (0.0, 0.0), 0.0)
+    lo, hi = table.local_bounds()
+    w, d = float(hi[0] - lo[0]), float(hi[1] - lo[1])
+    gap = 0.3  # seat centre beyond the table edge
+    xs = (-w / 4, w / 4) if w >= 1.25 else (0.0,)
+    seats = [(x, sy * (d / 2 + gap)) for x in xs for sy in (-1.0, 1.0)]
+    seats += [(sx * (w / 2 + gap), 0.0) for sx in (-1.0, 1.0)]
+    seats = seats[: max(0, int(chairs))]
+    seated = [make_object("chair", rng, frames, (0.0, 0.0), 0.0) for _ in seats]
+    radius = max(
+        [table.footprint_radius()]
+        + [float(np.hypot(*xy)) + c.footprint_radius() for xy, c in zip(seats, seated)]
     )
-    return _finish(rng, "scene", "room", ground, objects, path, frames, bounds)
+    x0, x1, y0, y1 = bounds[0] + radius, bounds[1] - radius, bounds[2] + radius, bounds[3] - radius
+    if x0 >= x1 or y0 >= y1:
+        return False
+    for _ in range(tries):
+        xy = np.array([rng.uniform(x0, x1), rng.uniform(y0, y1)])
+        yaw = float(rng.uniform(0, 2 * np.pi))
+        if np.min(np.hypot(eyes[:, 0] - xy[0], eyes[:, 1] - xy[1])) < radius + _CAMERA_CLEARANCE:
+            continue
+        if any(
+            np.hypot(*(o.origins[0, :2] - xy)) < radius + o.footprint_radius() + 0.1
+            for o in objects
+            if o.cls not in ("wall", "building")
+        ):
+            continue
+        table.origins[:, :2] = xy
+        table.yaws[:] = yaw
+        objects.append(table)
+        rot = np.array([[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]])
+        for seat, chair in zip(seats, seated):
+            at = xy + rot @ np.asarray(seat)
+            to_table = xy - at
+            chair.origins[:, :2] = at
+            # a chair's front is its local -y (the backrest is at +y): turn it to the table
+            chair.yaws[:] = float(np.arctan2(to_table[0], -to_table[1]))
+            objects.append(chair)
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------- scene kind: street
