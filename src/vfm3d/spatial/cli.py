@@ -1,8 +1,9 @@
 """`vfm3d spatial`: spatial questions (VSI-Bench tasks) from world clips.
 
-Examples::
+Examples (furnished rooms: ``vfm3d.world.generate_dataset("data/rooms", "room", 40, 81, 224,
+224, seed=0)``; ``vfm3d world --kind room`` once the world command lists that kind; the room
+clips of a ``--kind scene`` folder work too)::
 
-    vfm3d world --kind room --clips 40 --frames 64 --out data/rooms   # furnished rooms
     vfm3d spatial questions --data data/rooms --out questions.jsonl --seed 0 --per-scene 4
     vfm3d spatial questions --data data/rooms --out test.jsonl --split test
 
