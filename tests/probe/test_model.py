@@ -234,3 +234,51 @@ def test_probe_dpt_head_is_vggts_with_other_names() -> None:
         vv, vc = vggt(layers, torch.zeros(2, 3, 3, 12, 16), 1)
     torch.testing.assert_close(pv, vv)
     torch.testing.assert_close(pc, vc)
+
+
+def _bf16_heads_model(**overrides) -> ProbeModel:
+    torch.manual_seed(0)
+    cfg = ProbeConfig.cpu_small(dpt_features=128, dpt_out_channels=(8, 16, 32, 32), **overrides)
+    return ProbeModel(cfg, in_channels=12).eval()
+
+
+def test_heads_follow_cpu_autocast_as_the_reference() -> None:
+    """VidFM3D leaves only CUDA autocast around its heads: on CPU they run in the caller's
+    bf16, unless ``heads_fp32``; the heads' layout switches to channels-last there ("auto")."""
+    feats = torch.randn(1, 2, 4, 4, 12)
+    seen: dict[str, torch.dtype] = {}
+    model = _bf16_heads_model()
+    hook = model.point_head.output_conv1.register_forward_hook(
+        lambda m, i, o: seen.__setitem__("dtype", o.dtype)
+    )
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(feats, (16, 16))
+    assert seen["dtype"] == torch.bfloat16
+    weight = model.point_head.output_conv1.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    with torch.no_grad():  # back in fp32: the default layout again
+        model(feats, (16, 16))
+    assert seen["dtype"] == torch.float32 and model.point_head.output_conv1.weight.is_contiguous()
+    hook.remove()
+    fp32 = _bf16_heads_model(heads_fp32=True)
+    fp32.point_head.output_conv1.register_forward_hook(
+        lambda m, i, o: seen.__setitem__("dtype", o.dtype)
+    )
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fp32(feats, (16, 16))
+    assert seen["dtype"] == torch.float32
+
+
+def test_channels_last_heads_compute_the_same_function() -> None:
+    feats = torch.randn(1, 2, 4, 4, 12)
+    outs = {}
+    for mode in ("on", "off"):
+        model = _bf16_heads_model(channels_last_heads=mode)
+        with torch.no_grad():
+            outs[mode] = model(feats, (16, 16))
+        state = model.state_dict()
+        assert all(v.is_contiguous() or v.ndim == 4 for v in state.values())
+    for key in ("points", "depth", "points_conf", "depth_conf"):
+        torch.testing.assert_close(outs["on"][key], outs["off"][key], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="channels_last_heads"):
+        ProbeConfig.cpu_small(channels_last_heads="yes")

@@ -44,6 +44,13 @@ class ProbeConfig:
     # checkpoints the trunk on GPU; on a small CPU box the DPT heads are the memory hogs.
     checkpoint_trunk: bool = False
     checkpoint_heads: bool = False
+    # Heads in fp32 on every device. False = VidFM3D's behaviour: the heads leave CUDA autocast
+    # only, so on CPU they run under the caller's autocast (bf16 when training in bf16).
+    heads_fp32: bool = False
+    # DPT heads' memory layout: "auto" = channels-last (NHWC) under CPU bf16 autocast when
+    # dpt_features >= 128 (oneDNN's bf16 convolutions ~3x faster there), else the default
+    # layout; "on" / "off" force it. Same function either way (`ProbeModel._place_heads`).
+    channels_last_heads: str = "auto"
     # ---- data
     num_frames: int = 4
     first_n: int = 76
@@ -105,6 +112,10 @@ class ProbeConfig:
         if self.conf_mode not in ("vggt", "gt", "detached"):
             raise ValueError(
                 f"conf_mode must be 'vggt', 'gt' or 'detached', got {self.conf_mode!r}"
+            )
+        if self.channels_last_heads not in ("auto", "on", "off"):
+            raise ValueError(
+                f"channels_last_heads must be 'auto', 'on' or 'off', got {self.channels_last_heads!r}"
             )
         if self.camera_iters < 1 or self.camera_trunk_depth < 1:
             raise ValueError("camera_iters and camera_trunk_depth must be >= 1")

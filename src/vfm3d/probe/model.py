@@ -57,6 +57,7 @@ class ProbeModel(nn.Module):
         )
         self.point_head = DPTHead(2 * d, 4, "inv_log", **dpt)
         self.depth_head = DPTHead(2 * d, 2, "exp", **dpt)
+        self._heads_layout = torch.contiguous_format
 
     def aggregate(self, features: torch.Tensor) -> list[torch.Tensor | None]:
         """Trunk only. ``features [B, S, h, w, C]`` -> per pair ``[B, S, P, 2D]``.
@@ -100,6 +101,23 @@ class ProbeModel(nn.Module):
             tokens = tokens.view(b * s, p, d)
         return outputs
 
+    def _place_heads(self, cpu_bf16: bool) -> None:
+        """Put the DPT heads' weights in the memory layout that suits this forward.
+
+        ``channels_last_heads``: "auto" = channels-last (NHWC) while the heads run under CPU
+        bf16 autocast at ``dpt_features >= 128``, where oneDNN's bf16 convolutions are ~3x
+        faster on it; the default layout otherwise (fp32 and small heads are not faster on
+        NHWC). "on"/"off" force it. The function is the same either way; state dicts are saved
+        contiguous. Switching re-lays the existing parameters (the optimizer keeps them).
+        """
+        mode = self.config.channels_last_heads
+        wanted = mode == "on" or (mode == "auto" and cpu_bf16 and self.config.dpt_features >= 128)
+        layout = torch.channels_last if wanted else torch.contiguous_format
+        if layout is not self._heads_layout:
+            self.point_head.to(memory_format=layout)
+            self.depth_head.to(memory_format=layout)
+            self._heads_layout = layout
+
     def _head(
         self,
         head: DPTHead,
@@ -140,14 +158,22 @@ class ProbeModel(nn.Module):
         height, width = int(out_size[0]), int(out_size[1])
         grid = (features.shape[2], features.shape[3])
         inter = self.aggregate(features)
-        # Heads in full precision even under bf16 autocast (as VidFM3D / VGGT do).
+        # VidFM3D runs its heads under ``torch.amp.autocast("cuda", enabled=False)``: full
+        # precision on CUDA, while on CPU they stay under the caller's autocast (bf16 there).
+        # ``heads_fp32`` forces full precision on every device.
         device_type = features.device.type
+        leave_autocast = device_type == "cuda" or (self.config.heads_fp32 and device_type == "cpu")
         no_autocast = (
             torch.autocast(device_type, enabled=False)
-            if device_type in ("cuda", "cpu")
+            if leave_autocast
             else contextlib.nullcontext()
         )
         with no_autocast:
+            self._place_heads(
+                device_type == "cpu"
+                and torch.is_autocast_enabled("cpu")
+                and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            )
             inter = [x.float() if x is not None else None for x in inter]
             pose_list = self.camera_head(inter[-1][:, :, 0])  # camera token
             points, points_conf = self._head(self.point_head, inter, grid, (height, width))

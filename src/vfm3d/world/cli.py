@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vfm3d.world.camera import DEFAULT_DEG_PER_FRAME, DEFAULT_M_PER_FRAME
+from vfm3d.world.generate import DATASET_KINDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,9 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kind",
         default="object",
-        choices=["object", "scene", "dynamic", "mixed"],
+        choices=list(DATASET_KINDS),
         help="object (CO3D-like orbit), scene (rooms/streets walk), dynamic (moving objects), "
-        "mixed (object/scene alternating)",
+        "room (furnished room panned for spatial questions), mixed (object/scene alternating)",
     )
     parser.add_argument("--clips", type=int, default=8, help="number of clips N (>= 1)")
     parser.add_argument("--frames", type=int, default=16, help="frames per clip T (>= 1)")
