@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vfm3d.recon4d.cli",
         "depth, cameras and point clouds of a video / image folder / clips (PLY, GLB, COLMAP, TUM)",
     ),
+    "recon4d": (
+        "vfm3d.recon4d.eval_cli",
+        "score 4D reconstruction (Sora3R, the 3D expert, gt, floor): ATE/RPE, video depth",
+    ),
     "spatial": (
         "vfm3d.spatial.cli",
         "spatial questions (VSI-Bench's 8 task types) from world room clips",

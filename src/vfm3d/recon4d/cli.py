@@ -6,11 +6,14 @@ Examples::
     vfm3d reconstruct frames/ --fps 10 --max-frames 90 --out recon/
     vfm3d reconstruct my.mp4 --model /models/VGGT-1B --device cuda --window 48 --out recon/
     vfm3d reconstruct data/world --out recon/                    # clips with ground truth: scored
+    vfm3d reconstruct my.mp4 --model zoo/sora3r-mini --steps 5 --samples 4 --seed 0 --out r/
 
 Writes ``OUT/<clip id>/``: ``points.ply``, ``scene.glb``, ``colmap/``, ``trajectory_tum.txt``,
 ``depth/`` + ``depth.safetensors``, ``cameras.json``, ``reconstruction.json``, ``report.html``
 and, when the input has ground truth, ``metrics.json`` (ATE/RPE, depth AbsRel; see
-docs/io.md and docs/recon4d.md).
+docs/io.md and docs/recon4d.md). A Sora3R model (``zoo/sora3r-mini``, a folder holding
+``sora3r.json`` or a zoo run folder) writes them at the input's own resolution, plus
+``uncertainty.safetensors`` when ``--samples`` > 1; a 3D expert writes them at its input size.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="zoo/vggt-mini",
-        help="3D expert: zoo/vggt-mini (default) or a local VGGT folder (model.safetensors)",
+        help="3D expert: zoo/vggt-mini (default) or a local VGGT folder (model.safetensors); "
+        "Sora3R: zoo/sora3r-mini or a folder with sora3r.json",
     )
     parser.add_argument(
         "--model-size",
@@ -39,10 +44,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model input HxW (multiples of the patch size; default: width = the model's "
         "img_size, height by aspect ratio)",
     )
-    parser.add_argument("--window", type=int, default=32, help="frames per forward (default 32)")
     parser.add_argument(
-        "--overlap", type=int, default=4, help="frames shared by consecutive windows (default 4)"
+        "--window",
+        type=int,
+        default=None,
+        help="frames per forward (default 32; a Sora3R model's is its training frame count)",
     )
+    parser.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="frames shared by consecutive windows (default 4; Sora3R: half its window)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="Sora3R: Euler steps (default: the model's, 5)"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="Sora3R: point-map samples K (default 1); K > 1 adds uncertainty.safetensors",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="Sora3R: sampling seed (default 0)")
     parser.add_argument(
         "--max-points", type=int, default=200_000, help="points kept in PLY/GLB (default 200k)"
     )
@@ -65,15 +88,14 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from vfm3d.data.inputs import input_options, open_clips
-    from vfm3d.recon4d.expert import ExpertReconstructor, load_expert
     from vfm3d.recon4d.report import write_reconstruction_report
+    from vfm3d.recon4d.sora3r import Sora3RReconstructor
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_expert(args.model, device=args.device)
-    runner = ExpertReconstructor(
-        model, window=args.window, overlap=args.overlap, device=args.device, progress=not args.quiet
-    )
+    runner = _runner(args)
+    sora3r = isinstance(runner, Sora3RReconstructor)
+    window, overlap = runner.window, runner.overlap
     options = input_options(args)
     sources = [open_clips(path, **options) for path in args.inputs]  # fail early on bad input
     from pathlib import Path
@@ -83,8 +105,14 @@ def main(args: argparse.Namespace) -> int:
         for clip_id in source.ids:
             if hasattr(source, "iter_windows"):  # videos, image folders: decoded window by window
                 clip = None
-                windows = source.iter_windows(args.window, args.overlap, clip_id=clip_id)
-                recon = runner.reconstruct_windows(windows, args.model_size, clip_id=clip_id)
+                windows = source.iter_windows(window, overlap, clip_id=clip_id)
+                if sora3r:
+                    recon = runner.reconstruct_windows(windows, clip_id=clip_id)
+                else:
+                    recon = runner.reconstruct_windows(windows, args.model_size, clip_id=clip_id)
+            elif sora3r:  # at the input's own resolution: scored against the clip as given
+                clip = source.load(clip_id)
+                recon = runner.reconstruct(clip)
             else:
                 clip = runner.prepare(source.load(clip_id), args.model_size)
                 recon = runner.reconstruct(clip)
@@ -107,6 +135,47 @@ def main(args: argparse.Namespace) -> int:
             if metrics is not None:
                 print(json.dumps(metrics), file=sys.stdout)
     return 0
+
+
+def _runner(args: argparse.Namespace) -> Any:
+    """The reconstructor ``--model`` names: Sora3R (``zoo/sora3r-*``, a folder with
+    ``sora3r.json``) or a VGGT-architecture 3D expert (anything else)."""
+    from vfm3d.recon4d.sora3r import Sora3RReconstructor, is_sora3r_model, load_sora3r
+
+    progress = not args.quiet
+    if is_sora3r_model(args.model):
+        model = load_sora3r(args.model, device=args.device)
+        if args.window is not None and args.window != model.frames:
+            raise ValueError(
+                f"--window {args.window}: a Sora3R model runs windows of the {model.frames} "
+                "frames it was trained on"
+            )
+        return Sora3RReconstructor(
+            model,
+            steps=args.steps,
+            samples=1 if args.samples is None else args.samples,
+            seed=0 if args.seed is None else args.seed,
+            overlap=args.overlap,
+            size=args.model_size,
+            device=args.device,
+            progress=progress,
+        )
+    given = [f"--{n}" for n in ("steps", "samples", "seed") if getattr(args, n) is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} only apply to Sora3R models (e.g. --model zoo/sora3r-mini), "
+            f"not to {args.model}"
+        )
+    from vfm3d.recon4d.expert import ExpertReconstructor, load_expert
+
+    model = load_expert(args.model, device=args.device)
+    return ExpertReconstructor(
+        model,
+        window=32 if args.window is None else args.window,
+        overlap=4 if args.overlap is None else args.overlap,
+        device=args.device,
+        progress=progress,
+    )
 
 
 def _safe(text: str) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
-MODEL_NAMES = ("wan-mini", "dinov2-mini", "videomae-mini", "vggt-mini")
+MODEL_NAMES = ("wan-mini", "dinov2-mini", "videomae-mini", "vggt-mini", "sora3r-mini")
+#: Zoo models the experiment probes (backbones; sora3r-mini is a reconstructor).
+EXPERIMENT_NAMES = tuple(n for n in MODEL_NAMES if n != "sora3r-mini")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +34,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--install", action="store_true", help="copy the trained model into the package's zoo"
     )
+    train.add_argument(
+        "--init",
+        default=None,
+        help="sora3r-mini only: the video model to start from (zoo/wan-mini, default, or a "
+        "local Wan2.1 diffusers folder)",
+    )
+    train.add_argument(
+        "--random-init",
+        action="store_true",
+        help="sora3r-mini only: the joint DiT from random weights (the twin without the video prior)",
+    )
     train.add_argument("--no-progress", action="store_true")
     exp = sub.add_parser("experiment", help="probe every zoo model and its random-init twin")
     exp.add_argument("--out", required=True, help="output folder (resumable)")
@@ -39,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     exp.add_argument("--workers", type=int, default=1, help="backbones probed in parallel")
     exp.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker")
     exp.add_argument(
-        "--models", nargs="+", choices=MODEL_NAMES, default=None, help="subset of zoo models"
+        "--models", nargs="+", choices=EXPERIMENT_NAMES, default=None, help="subset of zoo models"
     )
     exp.add_argument("--no-progress", action="store_true")
 
@@ -53,11 +67,23 @@ def train_command(args: argparse.Namespace) -> str:
         value = getattr(args, option)
         if value is not None:
             parts += ["--" + option.replace("_", "-"), str(value)]
-    for option in ("size", "shards", "batch", "time_limit", "threads"):
-        value = getattr(args, option)
+    for option in ("size", "shards", "batch", "time_limit", "threads", "init"):
+        value = getattr(args, option, None)
         if value is not None:
             parts += ["--" + option.replace("_", "-"), str(value)]
+    if getattr(args, "random_init", False):
+        parts.append("--random-init")
     return shlex.join(parts)
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, object]:
+    """The options only some zoo models take (``--init``, ``--random-init``), when given."""
+    options: dict[str, object] = {}
+    if args.init is not None:
+        options["init"] = args.init
+    if args.random_init:
+        options["random_init"] = True
+    return options
 
 
 def main(args: argparse.Namespace) -> int:
@@ -90,7 +116,10 @@ def main(args: argparse.Namespace) -> int:
             time_limit_s=args.time_limit,
             workers=args.workers,
             command=train_command(args),
+            options=_model_options(args),
         )
+        if int(os.environ.get("RANK", "0")):  # torchrun: rank 0 reports and installs
+            return 0
         keys = ("name", "steps", "steps_done", "wall_time_s", "device")
         print(json.dumps({k: record[k] for k in keys}))
         if args.install:
