@@ -18,6 +18,9 @@ from vfm3d.metrics.points import point_error
 from vfm3d.world import clip_seed, render_clip
 from vfm3d.zoo import MODELS, DataSpec, weights_dir
 
+#: zoo models that are backbones (sora3r-mini is a reconstructor: tests/recon4d).
+BACKBONE_MODELS = [name for name, (_, adapter) in MODELS.items() if adapter is not None]
+
 #: name -> (input frames, documented feature shape [B, T', h, w, C] of every layer)
 SHAPES = {
     "wan-mini": (9, (1, 3, 4, 4, 128)),
@@ -41,10 +44,10 @@ def video(clips: list) -> torch.Tensor:
 def test_total_size_within_budget() -> None:
     root = weights_dir("wan-mini").parent
     total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-    assert total <= 30 * 2**20, f"shipped zoo is {total / 2**20:.1f} MB"
+    assert total <= 60 * 2**20, f"shipped zoo is {total / 2**20:.1f} MB"
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", BACKBONE_MODELS)
 def test_loads_offline_with_documented_shapes(name: str) -> None:
     folder = weights_dir(name)
     record = json.loads((folder / "provenance.json").read_text())

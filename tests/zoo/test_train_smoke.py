@@ -15,6 +15,9 @@ from vfm3d.cli import main as vfm3d_main
 from vfm3d.zoo import MODELS, DataSpec
 from vfm3d.zoo.common import clip_seeds, prepare_data, read_jsonl
 
+#: zoo models that are backbones (sora3r-mini is a reconstructor: tests/recon4d).
+BACKBONE_MODELS = [name for name, (_, adapter) in MODELS.items() if adapter is not None]
+
 SPEC = DataSpec(seed=3, train_clips=2, heldout_clips=1, frames=9, height=32, width=32, shards=1)
 
 
@@ -29,7 +32,7 @@ def _train(name: str, out: Path, data: Path, steps: int) -> int:
     return vfm3d_main([*args, "--batch", "2", "--no-progress"])
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", BACKBONE_MODELS)
 def test_train_end_to_end(name: str, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / name
     assert _train(name, out, data_dir, steps=2) == 0
