@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vfm3d.recon4d.eval_cli",
         "score 4D reconstruction (Sora3R, the 3D expert, gt, floor): ATE/RPE, video depth",
     ),
+    "consistency": (
+        "vfm3d.jointgen.consistency_cli",
+        "MEt3R-style 3D-consistency score of videos / image folders / clips (lower is better)",
+    ),
     "spatial": (
         "vfm3d.spatial.cli",
         "spatial questions (VSI-Bench's 8 task types) from world room clips",
