@@ -174,9 +174,9 @@ class ExpertReconstructor:
         chained: list[dict[str, Any]] = []
         start_time = time.perf_counter()
         first_id, hw, count = None, None, 0
-        iterator = tqdm(windows, desc="reconstruct", unit="window", total=total)
-        if not self.progress:
-            iterator.disable = True
+        iterator = tqdm(
+            windows, desc="reconstruct", unit="window", total=total, disable=not self.progress
+        )
         for window in iterator:
             window = self.prepare(window, size)
             first_id = first_id or window.meta.get("parent_id", window.id)
