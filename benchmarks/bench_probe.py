@@ -1,313 +1,252 @@
-"""Probe training cost: a CPU-small config measured end to end, the paper config by parts.
+"""Probe training step, measured whole, side by side with VidFM3D's probe (the paper's code).
 
-(a) ``small``: `ProbeConfig.cpu_small()` on 4 frames of 8 x 12 tokens (C=64), output 64 x 96,
-    batch 2, one thread (``--small-threads``): median wall time of full training steps (forward, loss, backward, clip, AdamW) after
-    one warm-up, samples/s, and the process's peak RSS.
-(b) ``paper``: D=1024, 16 heads, 4 pairs, 4 frames of 30 x 52 tokens, C=1536, DPT output
-    294 x 518 (VidFM3D's image size), batch 1. Exact FLOPs and the autograd-saved bytes come from a
-    run on the meta device. A full fp32 step needs ~18 GB and ~14 TFLOP, more than a shared
-    2-core box can give, so by default it is timed by parts at full size (one frame block, one
-    global block, one DPT head on one frame, the camera head: each forward + backward; AdamW on a
-    1/16 slice of the parameters) and composed: ``4 x frame + 4 x global + 8 x head-frame +
-    camera + 16 x optimiser-slice``. ``--paper-full [--device cuda --peak-tflops 989]`` times
-    real steps instead (bf16 autocast on CUDA, heads fp32) and reports the fraction of peak.
+Two configurations, each in fp32 and under CPU bf16 autocast (the paper trains bf16-mixed):
 
-The reference step of VidFM3D's probe is about 145 s on these CPUs (fp32), per the project brief;
-the JSON records our step time and ``reference_s / ours``. Times depend on machine load: the load
-average and the machine's fp32 matmul rate (2048^3 sgemm, before and after) are recorded with
-them, and ``efficiency_vs_sgemm`` = achieved GFLOP/s / sgemm GFLOP/s is the load-robust figure.
+- ``vidfm3d-small``: C=384, D=256, 8 heads, 8x8 grid, DPT 64 features, stages
+  (64, 128, 256, 256), camera trunk 4, output 112 x 112 (24.07 M parameters);
+- ``paper``: C=1536, D=1024, 16 heads, 30x52 grid, 294 x 518 output (383.86 M parameters).
 
-    python benchmarks/bench_probe.py [--threads N] [--paper-full] [--skip-paper]
+A step is batch 1, 4 frames: forward, loss, backward and ``AdamW.step`` (zero_grad included),
+median of ``--iters`` after warm-up, each configuration and precision in its own process (so
+the process's peak RSS is its own). vfm3d's side is this file's ``--worker`` mode; VidFM3D's side
+(``--reference SRC``, an exported VidFM3D tree) runs through ``../shared/tools/
+time_vidfm3d_probe.py`` (the reference's own code and loss, its activation checkpointing on),
+with ``PYTHONPATH`` holding its pure-Python dependencies (``--reference-deps``). The FLOPs of a
+step come from ``torch.utils.flop_counter`` (forward + backward, vfm3d's side); achieved GFLOP/s
+is set against the machine's matmul roofline measured in the same run (2048^3 fp32 and bf16
+``mm``), so a number taken under load can be read against the load.
 
-Writes ``benchmarks/results/probe.json`` (or ``--out``).
+    python benchmarks/bench_probe.py [--configs vidfm3d-small paper] [--precisions fp32 bf16]
+        [--reference /tmp/vidfm3d_src --reference-deps /tmp/vidfm3d_deps] [--threads 2]
+
+Writes ``benchmarks/results/probe.json`` (or ``--out``); ``ratio`` = reference_s / vfm3d_s.
+torch.compile is not used: on these 2 cores compiling the probe's training step took ~9 minutes
+and the compiled step was slower (measured 2026-12-01).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+CONFIGS: dict[str, dict[str, Any]] = {
+    "vidfm3d-small": {
+        "probe": dict(
+            embed_dim=256,
+            num_heads=8,
+            depth=4,
+            camera_trunk_depth=4,
+            camera_iters=4,
+            dpt_features=64,
+            dpt_out_channels=(64, 128, 256, 256),
+            output_size=(112, 112),
+        ),
+        "channels": 384,
+        "grid": (8, 8),
+        "out": (112, 112),
+        "reference_config": "small",
+        "warmup": 2,
+    },
+    "paper": {
+        "probe": {},
+        "channels": 1536,
+        "grid": (30, 52),
+        "out": (294, 518),
+        "reference_config": "paper",
+        "warmup": 1,
+    },
+}
+TOOLS = Path(__file__).resolve().parents[2] / "shared" / "tools"
 
-from vfm3d.probe import ProbeConfig, ProbeModel
-from vfm3d.probe.losses import probe_loss
-from vfm3d.utils.atomic import atomic_write_json
 
-REFERENCE_STEP_S = 145.0
-PAPER_GRID = (30, 52)
-PAPER_CHANNELS = 1536
-PAPER_OUT = (294, 518)
+def fake_batch(grid: tuple[int, int], channels: int, out: tuple[int, int]) -> dict:
+    """The yardstick's batch: 1 sample, 4 frames, random features and targets."""
+    import torch
 
-
-def fake_batch(b: int, s: int, grid: tuple[int, int], c: int, out: tuple[int, int]) -> dict:
     gen = torch.Generator().manual_seed(0)
     h, w = out
-    points = torch.randn(b, s, h, w, 3, generator=gen) + torch.tensor([0.0, 0.0, 3.0])
+    points = torch.randn(1, 4, h, w, 3, generator=gen) + torch.tensor([0.0, 0.0, 3.0])
     return {
-        "features": torch.randn(b, s, *grid, c, generator=gen),
+        "features": torch.randn(1, 4, *grid, channels, generator=gen),
         "points": points,
         "depth": points[..., 2].clamp_min(0.1),
-        "valid": torch.ones(b, s, h, w, dtype=torch.bool),
-        "conf": torch.ones(b, s, h, w),
-        "pose_enc": torch.randn(b, s, 9, generator=gen),
+        "valid": torch.ones(1, 4, h, w, dtype=torch.bool),
+        "conf": torch.ones(1, 4, h, w),
+        "pose_enc": torch.randn(1, 4, 9, generator=gen),
     }
 
 
-def train_step(model: ProbeModel, opt: torch.optim.Optimizer, batch: dict, out: tuple) -> float:
-    device = batch["features"].device
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        pred = model(batch["features"], out)
-    loss = probe_loss(pred, batch, model.config)["loss"]
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    return float(loss.detach())
+def worker(name: str, precision: str, iters: int, threads: int, flops: bool) -> dict[str, Any]:
+    """One process: vfm3d's step at configuration ``name`` in ``precision``."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vfm3d.probe import ProbeConfig, ProbeModel
+    from vfm3d.probe.losses import probe_loss
+
+    torch.set_num_threads(threads)
+    spec = CONFIGS[name]
+    cfg = ProbeConfig(**spec["probe"])
+    torch.manual_seed(0)
+    model = ProbeModel(cfg, spec["channels"])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+    batch = fake_batch(spec["grid"], spec["channels"], spec["out"])
+    bf16 = precision == "bf16"
+
+    def loss_of() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = model(batch["features"], spec["out"])
+            return probe_loss(pred, batch, model.config)["loss"]
+
+    def step() -> None:
+        loss = loss_of()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(spec["warmup"]):
+        step()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    result: dict[str, Any] = {
+        "step_s": statistics.median(times),
+        "step_s_all": [round(t, 4) for t in times],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "heads_layout": "channels_last"
+        if model._heads_layout is torch.channels_last
+        else "contiguous",
+    }
+    if flops:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            loss_of().backward()
+        result["step_gflop"] = counter.get_total_flops() / 1e9
+    return result
 
 
-def sgemm_gflop_per_s(n: int = 2048, repeats: int = 3) -> float:
-    """The machine's fp32 matmul rate right now (load-dependent yardstick for the other numbers)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflop_per_s(dtype_name: str, threads: int, n: int = 2048, repeats: int = 3) -> float:
+    """The machine's matmul rate now (2 n^3 FLOPs per ``mm``), in ``dtype_name``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
-    return 2 * n**3 / timed(lambda: a @ b, repeats) / 1e9
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-
-
-def timed(fn, repeats: int = 1) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        a @ b
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return 2 * n**3 / min(times) / 1e9
 
 
-def bench_small(repeats: int, threads: int) -> dict[str, Any]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return {**_bench_small(repeats), "threads": threads}
-    finally:
-        torch.set_num_threads(previous)
+def run_json(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd``; parse the last JSON object it prints."""
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed: {done.stderr[-1200:]}")
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])
 
 
-def _bench_small(repeats: int) -> dict[str, Any]:
-    cfg = ProbeConfig.cpu_small()
-    b, s, grid, c, out = 2, 4, (8, 12), 64, (64, 96)
-    torch.manual_seed(0)
-    model = ProbeModel(cfg, c)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=0.05)
-    batch = fake_batch(b, s, grid, c, out)
-    train_step(model, opt, batch, out)  # warm-up
-    step = timed(lambda: train_step(model, opt, batch, out), repeats)
-    flops = FlopCounterMode(display=False)
-    with flops:
-        pred = model(batch["features"], out)
-        probe_loss(pred, batch, cfg)["loss"].backward()
+def reference_step(
+    src: str, deps: str | None, name: str, precision: str, iters: int, threads: int
+) -> dict[str, Any]:
+    """VidFM3D's own training step through the shared yardstick harness."""
+    harness = TOOLS / "time_vidfm3d_probe.py"
+    if not harness.is_file():
+        raise FileNotFoundError(f"reference harness not found: {harness}")
+    spec = CONFIGS[name]
+    env = dict(os.environ)
+    if deps:
+        env["PYTHONPATH"] = deps + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
+    env["PROBE_BF16"] = "1" if precision == "bf16" else "0"
+    cmd = [sys.executable, str(harness), src, "--config", spec["reference_config"]]
+    cmd += ["--threads", str(threads), "--warmup", str(spec["warmup"]), "--iters", str(iters)]
+    cmd += ["--eval-iters", "1", "--eval-warmup", "0"]  # the harness needs one eval forward
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise RuntimeError(f"reference failed: {done.stderr[-1200:]}")
+    full = json.loads(done.stdout[done.stdout.index("{") :])
     return {
-        "config": "cpu_small",
-        "batch": b,
-        "frames": s,
-        "grid": list(grid),
-        "channels": c,
-        "output": list(out),
-        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-        "step_s": step,
-        "samples_per_s": b / step,
-        "train_step_gflop": flops.get_total_flops() / 1e9,
-        "gflop_per_s": flops.get_total_flops() / 1e9 / step,
-        "peak_rss_gb": peak_rss_gb(),
+        "step_s": full["train_step_seconds"],
+        "step_s_all": full.get("train_step_seconds_all"),
+        "peak_rss_mb": full["peak_rss_mb"],
+        "params": full.get("params"),
+        "constructor": full.get("constructor"),
+        "loss": full.get("loss"),
     }
-
-
-def paper_meta() -> dict[str, Any]:
-    """FLOPs (forward, forward+backward) and autograd-saved bytes of a paper step, on meta."""
-    cfg = ProbeConfig.paper()
-    with torch.device("meta"):
-        model = ProbeModel(cfg, PAPER_CHANNELS)
-        batch = fake_batch_meta(cfg)
-    saved = {"bytes": 0}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        saved["bytes"] += t.numel() * t.element_size()
-        return t
-
-    def surrogate(pred: dict) -> torch.Tensor:  # the loss needs data-dependent indexing
-        return sum(pred[k].sum() for k in ("points", "depth", "points_conf", "depth_conf")) + sum(
-            x.sum() for x in pred["pose_enc_list"]
-        )
-
-    fwd = FlopCounterMode(display=False)
-    with fwd, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        pred = model(batch["features"], PAPER_OUT)
-    total = FlopCounterMode(display=False)
-    with total:
-        surrogate(model(batch["features"], PAPER_OUT)).backward()
-    params = sum(p.numel() for p in model.parameters())
-    del pred
-    return {
-        "params_M": params / 1e6,
-        "forward_gflop": fwd.get_total_flops() / 1e9,
-        "train_step_gflop": total.get_total_flops() / 1e9,
-        "saved_activations_gb_upper_bound": saved["bytes"] / 1e9,
-        "params_grads_adam_gb": params * 4 * 4 / 1e9,
-    }
-
-
-def fake_batch_meta(cfg: ProbeConfig) -> dict:
-    return {"features": torch.randn(1, cfg.num_frames, *PAPER_GRID, PAPER_CHANNELS)}
-
-
-def paper_by_parts() -> dict[str, Any]:
-    """Forward + backward of each part at full paper size; composed into one step."""
-    cfg = ProbeConfig.paper()
-    s = cfg.num_frames
-    d = cfg.embed_dim
-    torch.manual_seed(0)
-    model = ProbeModel(cfg, PAPER_CHANNELS)
-    p = model.patch_start + PAPER_GRID[0] * PAPER_GRID[1]
-    rope = model.rope.tables(*PAPER_GRID, model.patch_start, torch.device("cpu"), torch.float32)
-    parts: dict[str, float] = {}
-
-    feats = torch.randn(1, s, *PAPER_GRID, PAPER_CHANNELS)
-
-    def input_proj() -> None:
-        model.input_proj(feats.reshape(s, -1, PAPER_CHANNELS)).sum().backward()
-
-    parts["input_projection"] = timed(input_proj)
-    x_frame = torch.randn(s, p, d, requires_grad=True)
-    x_global = torch.randn(1, s * p, d, requires_grad=True)
-    parts["frame_block"] = timed(lambda: model.frame_blocks[0](x_frame, rope=rope).sum().backward())
-    parts["global_block"] = timed(
-        lambda: model.global_blocks[0](x_global, rope=rope, frames=s).sum().backward()
-    )
-    inter = [torch.randn(1, 1, p, 2 * d, requires_grad=True) for _ in range(cfg.depth)]
-
-    def head_frame() -> None:
-        values, conf = model.point_head(inter, PAPER_GRID, model.patch_start, PAPER_OUT)
-        (values.sum() + conf.sum()).backward()
-
-    parts["dpt_head_one_frame"] = timed(head_frame)
-    cam = torch.randn(1, s, 2 * d, requires_grad=True)
-    parts["camera_head"] = timed(lambda: sum(x.sum() for x in model.camera_head(cam)).backward())
-    params = list(model.parameters())
-    chunk = params[::16]
-    for q in chunk:
-        q.grad = torch.randn_like(q)
-    opt = torch.optim.AdamW(chunk, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-    opt.step()  # allocate state
-    slice_frac = sum(q.numel() for q in chunk) / sum(q.numel() for q in params)
-    parts["adamw_full_estimate"] = timed(opt.step) / slice_frac
-    step = (
-        parts["input_projection"]
-        + cfg.depth * (parts["frame_block"] + parts["global_block"])
-        + 2 * s * parts["dpt_head_one_frame"]
-        + parts["camera_head"]
-        + parts["adamw_full_estimate"]
-    )
-    return {"parts_s": parts, "step_s_composed": step, "peak_rss_gb_parts_run": peak_rss_gb()}
-
-
-def paper_full(device: torch.device, repeats: int) -> dict[str, Any]:
-    """A real paper-size training step (bf16 autocast on CUDA, fp32 on CPU)."""
-    cfg = ProbeConfig.paper()
-    torch.manual_seed(0)
-    model = ProbeModel(cfg, PAPER_CHANNELS).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=cfg.betas, weight_decay=0.05)
-    batch = fake_batch(1, cfg.num_frames, PAPER_GRID, PAPER_CHANNELS, PAPER_OUT)
-    batch = {k: v.to(device) for k, v in batch.items()}
-
-    def step() -> None:
-        train_step(model, opt, batch, PAPER_OUT)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    if device.type == "cuda":
-        step()  # warm-up (kernel selection)
-        torch.cuda.reset_peak_memory_stats()
-    seconds = timed(step, repeats if device.type == "cuda" else 1)
-    out: dict[str, Any] = {"step_s_measured": seconds, "device": str(device)}
-    if device.type == "cuda":
-        out["dtype"] = "bfloat16 autocast (heads float32)"
-        out["peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 1e9
-        out["gpu"] = torch.cuda.get_device_name()
-    else:
-        out["peak_rss_gb"] = peak_rss_gb()
-    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--small-threads",
-        type=int,
-        default=1,
-        help="threads for the small config (default 1: on a shared box, multi-threaded small ops "
-        "wait for every thread to be scheduled and run ~40x slower)",
-    )
-    parser.add_argument("--paper-full", action="store_true", help="time a real paper-size step")
-    parser.add_argument("--device", default="cpu", help="device of --paper-full (e.g. cuda)")
-    parser.add_argument(
-        "--peak-tflops",
-        type=float,
-        default=None,
-        help="the device's peak dense TFLOP/s (e.g. 989 for H100 bf16) to report the fraction",
-    )
-    parser.add_argument("--skip-paper", action="store_true")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=None, help="timed steps (small 5, paper 2)")
+    parser.add_argument("--reference", default=os.environ.get("VIDFM3D_SRC"))
+    parser.add_argument("--reference-deps", default=os.environ.get("VIDFM3D_DEPS"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "probe.json"))
+    parser.add_argument(
+        "--worker", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.worker:
+        name, precision = args.worker
+        print(json.dumps(worker(name, precision, args.iters or 5, args.threads, args.flops)))
+        return
+
+    from vfm3d.utils.atomic import atomic_write_json
+
+    roofline = {p: matmul_gflop_per_s(p, args.threads) for p in ("fp32", "bf16")}
     result: dict[str, Any] = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "what": "whole training steps (forward, loss, backward, AdamW), batch 1, 4 frames",
+        "machine": platform.processor() or platform.machine(),
+        "threads": args.threads,
         "load_average_before": list(os.getloadavg()),
-        "sgemm_gflop_per_s_before": sgemm_gflop_per_s(),
-        "small": bench_small(args.repeats, args.small_threads),
+        "matmul_gflop_per_s_before": roofline,
+        "torch_compile": False,
+        "runs": {},
     }
-    if not args.skip_paper:
-        paper: dict[str, Any] = {
-            "batch": 1,
-            "frames": 4,
-            "grid": list(PAPER_GRID),
-            "channels": PAPER_CHANNELS,
-            "output": list(PAPER_OUT),
-            "dtype": "float32",
-            **paper_meta(),
-        }
-        if args.paper_full:
-            paper.update(paper_full(torch.device(args.device), args.repeats))
-        else:
-            paper.update(paper_by_parts())
-        step = paper.get("step_s_measured", paper.get("step_s_composed"))
-        paper["samples_per_s"] = 1.0 / step
-        paper["gflop_per_s"] = paper["train_step_gflop"] / step
-        paper["reference_step_s"] = REFERENCE_STEP_S
-        paper["speedup_vs_reference"] = REFERENCE_STEP_S / step
-        if args.peak_tflops:
-            paper["fraction_of_peak_flops"] = paper["gflop_per_s"] / (args.peak_tflops * 1e3)
-        result["paper"] = paper
+    for name in args.configs:
+        iters = args.iters or (5 if name == "vidfm3d-small" else 2)
+        for precision in args.precisions:
+            key = f"{name}/{precision}"
+            print(f"[bench_probe] {key} ...", flush=True)
+            cmd = [sys.executable, __file__, "--worker", name, precision, "--flops"]
+            ours = run_json([*cmd, "--threads", str(args.threads), "--iters", str(iters)])
+            entry: dict[str, Any] = {"vfm3d": ours}
+            ours["gflop_per_s"] = ours["step_gflop"] / ours["step_s"]
+            ours["fraction_of_matmul_roofline"] = ours["gflop_per_s"] / roofline[precision]
+            if args.reference:
+                ref = reference_step(
+                    args.reference, args.reference_deps, name, precision, iters, args.threads
+                )
+                entry["reference"] = ref
+                entry["ratio"] = ref["step_s"] / ours["step_s"]
+                entry["memory_ratio"] = ours["peak_rss_mb"] / ref["peak_rss_mb"]
+            result["runs"][key] = entry
+            print(f"[bench_probe] {key}: {json.dumps(entry, default=str)[:400]}", flush=True)
     result["load_average_after"] = list(os.getloadavg())
-    result["sgemm_gflop_per_s_after"] = sgemm_gflop_per_s()
-    sgemm = (result["sgemm_gflop_per_s_before"] + result["sgemm_gflop_per_s_after"]) / 2
-    for name in ("small", "paper"):
-        if name in result:
-            result[name]["efficiency_vs_sgemm"] = result[name]["gflop_per_s"] / sgemm
+    result["matmul_gflop_per_s_after"] = {
+        p: matmul_gflop_per_s(p, args.threads) for p in ("fp32", "bf16")
+    }
     atomic_write_json(args.out, result)
-    print(result)
+    print(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":
