@@ -37,6 +37,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vfm3d.jointgen.consistency_cli",
         "MEt3R-style 3D-consistency score of videos / image folders / clips (lower is better)",
     ),
+    "generate": (
+        "vfm3d.jointgen.generate_cli",
+        "videos from a caption with a joint generator (JOG3R T2V; --cameras: T2V+C)",
+    ),
+    "cameras": (
+        "vfm3d.jointgen.cameras_cli",
+        "cameras and point maps of a video / image folder / clips from a joint generator (V2C)",
+    ),
     "spatial": (
         "vfm3d.spatial.cli",
         "spatial questions (VSI-Bench's 8 task types) from world room clips",
