@@ -448,9 +448,16 @@ def write_provenance(
     extra: dict[str, Any] | None = None,
     command: str | None = None,
 ) -> Path:
-    """Write ``out/provenance.json``: command, seed, steps, data spec, code version, time, device."""
+    """Write ``out/provenance.json``: command, seed, steps, data spec, code version, time, device.
+
+    A resumed run keeps its history: ``invocations`` lists every call (command, seconds, device,
+    steps done by then) and ``wall_time_s`` is their sum.
+    """
     import diffusers
     import transformers
+
+    from vfm3d.world.camera import DEFAULT_DEG_PER_FRAME, DEFAULT_M_PER_FRAME
+    from vfm3d.world.generate import GENERATOR_VERSION
 
     record = {
         "name": name,
@@ -458,6 +465,12 @@ def write_provenance(
         "seed": seed,
         "steps": steps,
         "data": data.to_dict(),
+        # the world the clips came from: its generator version and camera motion per frame
+        "world": {
+            "generator_version": GENERATOR_VERSION,
+            "deg_per_frame": DEFAULT_DEG_PER_FRAME,
+            "m_per_frame": DEFAULT_M_PER_FRAME,
+        },
         "git_commit": git_commit(),
         "wall_time_s": round(wall_time_s, 1),
         "device": device_description(device),
@@ -469,6 +482,25 @@ def write_provenance(
         },
         **(extra or {}),
     }
+    this_call = {
+        "command": record["command"],
+        "wall_time_s": record["wall_time_s"],
+        "device": record["device"],
+        "steps_done": record.get("steps_done"),
+    }
+    previous: list[dict[str, Any]] = []
+    if (out / "provenance.json").is_file():
+        try:
+            old = json.loads((out / "provenance.json").read_text())
+        except (OSError, ValueError):
+            old = {}
+        previous = old.get("invocations") or (
+            [{k: old.get(k) for k in this_call}] if "wall_time_s" in old else []
+        )
+    record["invocations"] = [*previous, this_call]
+    record["wall_time_s"] = round(
+        sum(c.get("wall_time_s") or 0.0 for c in record["invocations"]), 1
+    )
     atomic_write_json(out / "provenance.json", record)
     return out / "provenance.json"
 
