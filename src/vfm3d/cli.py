@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vfm3d.spatial.cli",
         "spatial questions (VSI-Bench's 8 task types) from world room clips",
     ),
+    "ask": (
+        "vfm3d.spatial.ask_cli",
+        "ask a VG-LLM model a spatial question about a video / image folder / clip",
+    ),
 }
 
 
