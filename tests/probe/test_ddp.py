@@ -40,5 +40,11 @@ def test_ddp_two_processes_match_one(rooms: ClipFolder, tmp_path) -> None:
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
     w1 = load_file(tmp_path / "one" / "model.safetensors")
     w2 = load_file(tmp_path / "two" / "model.safetensors")
+    # Two half-batch gradients averaged by all-reduce differ from one full-batch gradient in the
+    # last float bits; AdamW's m / sqrt(v) amplifies that on elements whose gradient is ~0, so a
+    # few elements may move ~1e-5 apart in 4 steps (lr 1e-3). A wrong average or batch split
+    # moves every element by ~lr, far outside these bounds.
     for key in w1:
-        torch.testing.assert_close(w1[key], w2[key], rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(w1[key], w2[key], rtol=1e-3, atol=1e-4)
+        close = torch.isclose(w1[key], w2[key], rtol=1e-3, atol=1e-5)
+        assert close.float().mean() >= 0.99, key
