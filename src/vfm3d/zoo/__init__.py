@@ -6,6 +6,11 @@
 - ``vggt-mini``: `vfm3d.models.vggt.VGGT` with 3D supervision (points, depth, cameras);
 - ``sora3r-mini``: Sora3R (point-map VAE + joint DiT, `vfm3d.recon4d`) from wan-mini, on static
   and dynamic clips; not a backbone (adapter None): `vfm3d.recon4d.sora3r.Sora3RModel` loads it.
+- ``vgllm-mini``: VG-LLM (`vfm3d.spatial`: Qwen2.5-VL architecture + frozen vggt-mini geometry
+  tokens) on world rooms and their VSI-Bench questions (``--no-geometry``: its twin); not a
+  backbone: `vfm3d.spatial.model.load_vgllm` loads it.
+- ``jog3r-mini``: JOG3R (`vfm3d.jointgen`: wan-mini + a reconstruction head, L_gen + lambda
+  L_rec) on captioned static clips; not a backbone: `vfm3d.jointgen.model.JointGenerator` loads it.
 
 Public API: `train_model` (one run: data, training, weights, curves, provenance), `install`
 (copy a run's model into the package's ``zoo/weights/<name>``), `MODELS`, and
@@ -41,6 +46,8 @@ MODELS: dict[str, tuple[str, str | None]] = {
     "videomae-mini": ("vfm3d.zoo.videomae_mini", "videomae"),
     "vggt-mini": ("vfm3d.zoo.vggt_mini", "vggt"),
     "sora3r-mini": ("vfm3d.zoo.sora3r_mini", None),
+    "vgllm-mini": ("vfm3d.zoo.vgllm_mini", None),
+    "jog3r-mini": ("vfm3d.zoo.jog3r_mini", None),
 }
 #: Files of a run folder shipped beside the model (documentation of how it was made).
 SHIPPED_RUN_FILES = ("provenance.json", "training_curve.png", "samples.png")
@@ -91,7 +98,9 @@ def train_model(
     in ``data_dir/<name>``; default the one ``spec``), ``HELDOUT`` (``train`` receives the
     held-out clips as ``heldout``), ``DISTRIBUTED`` with ``init_distributed(device)`` (under
     ``torchrun`` the process group is joined here; rank 0 alone renders the data and writes the
-    curves and provenance), ``PROVENANCE_IN_MODEL`` (``provenance.json`` copied into ``model/``).
+    curves and provenance), ``PROVENANCE_IN_MODEL`` (``provenance.json`` copied into ``model/``),
+    ``load_data(folders) -> data`` (what ``train`` receives for a list of clip folders, the
+    training shards or the held-out folder; default `load_clips`).
     """
     from vfm3d.zoo.common import resolve_device
 
@@ -125,9 +134,10 @@ def train_model(
         if ctx is not None:
             ctx.barrier()
         folders = [data_folders(roots[k], s) for k, s in specs.items()]
-        clips = load_clips([f for train, _ in folders for f in train])
+        loader = getattr(module, "load_data", load_clips)
+        clips = loader([f for train, _ in folders for f in train])
         if getattr(module, "HELDOUT", False):
-            options["heldout"] = load_clips([heldout for _, heldout in folders])
+            options["heldout"] = loader([heldout for _, heldout in folders])
         summary = module.train(
             run,
             clips,

@@ -6,9 +6,28 @@ import argparse
 import json
 import os
 
-MODEL_NAMES = ("wan-mini", "dinov2-mini", "videomae-mini", "vggt-mini", "sora3r-mini")
-#: Zoo models the experiment probes (backbones; sora3r-mini is a reconstructor).
-EXPERIMENT_NAMES = tuple(n for n in MODEL_NAMES if n != "sora3r-mini")
+MODEL_NAMES = (
+    "wan-mini",
+    "dinov2-mini",
+    "videomae-mini",
+    "vggt-mini",
+    "sora3r-mini",
+    "vgllm-mini",
+    "jog3r-mini",
+)
+#: Zoo models that are not backbones (a reconstructor, a multimodal LM, a joint generator).
+NOT_BACKBONES = ("sora3r-mini", "vgllm-mini", "jog3r-mini")
+#: Zoo models the experiment probes (the backbones).
+EXPERIMENT_NAMES = tuple(n for n in MODEL_NAMES if n not in NOT_BACKBONES)
+#: World data of a run where neither the flag nor the model (its ``DATA_DEFAULTS``) says.
+DATA_DEFAULTS = {
+    "train_clips": 256,
+    "heldout_clips": 16,
+    "frames": 9,
+    "height": 32,
+    "width": 32,
+    "shards": 4,
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,13 +39,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, default=0, help="seed of data and initialisation")
     train.add_argument("--data", default=None, help="world data folder (default OUT/data)")
     train.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    train.add_argument("--train-clips", type=int, default=256)
-    train.add_argument("--heldout-clips", type=int, default=16)
-    train.add_argument("--frames", type=int, default=9, help="frames per clip (4k+1)")
-    train.add_argument("--size", type=int, default=32, help="frame height = width in pixels")
+    train.add_argument(
+        "--train-clips", type=int, default=None, help="training clips (default 256; per model)"
+    )
+    train.add_argument(
+        "--heldout-clips", type=int, default=None, help="held-out clips (default 16; per model)"
+    )
+    train.add_argument(
+        "--frames", type=int, default=None, help="frames per clip (4k+1; default 9; per model)"
+    )
+    train.add_argument(
+        "--size",
+        type=_size,
+        default=None,
+        metavar="S|HxW",
+        help="frame size in pixels: S (square) or HxW (default 32; per model)",
+    )
     train.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     train.add_argument("--batch", type=int, default=None, help="batch size (default: per model)")
-    train.add_argument("--shards", type=int, default=4, help="training-data shards")
+    train.add_argument(
+        "--shards", type=int, default=None, help="training-data shards (default 4; per model)"
+    )
     train.add_argument("--workers", type=int, default=1, help="processes rendering world data")
     train.add_argument(
         "--time-limit", type=float, default=None, help="stop training after this many seconds"
@@ -37,13 +70,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--init",
         default=None,
-        help="sora3r-mini only: the video model to start from (zoo/wan-mini, default, or a "
-        "local Wan2.1 diffusers folder)",
+        help="sora3r-mini and jog3r-mini only: the video model to start from (zoo/wan-mini, "
+        "default, or a local Wan2.1 diffusers folder)",
     )
     train.add_argument(
         "--random-init",
         action="store_true",
         help="sora3r-mini only: the joint DiT from random weights (the twin without the video prior)",
+    )
+    train.add_argument(
+        "--no-geometry",
+        action="store_true",
+        help="vgllm-mini only: the twin without the geometry encoder and merger",
+    )
+    train.add_argument(
+        "--lambda-rec",
+        type=float,
+        default=None,
+        help="jog3r-mini only: weight of the reconstruction loss (default 1; 0 = the "
+        "generation-only twin)",
     )
     train.add_argument("--no-progress", action="store_true")
     exp = sub.add_parser("experiment", help="probe every zoo model and its random-init twin")
@@ -58,6 +103,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     exp.add_argument("--no-progress", action="store_true")
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``"32"`` -> (32, 32); ``"64x96"`` -> (64, 96)."""
+    from vfm3d.data.transforms import parse_hw
+
+    try:
+        if "x" not in text.lower():
+            side = int(text)
+            if side < 1:
+                raise ValueError(f"size must be positive, got {text!r}")
+            return side, side
+        return parse_hw(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def resolve_data_flags(args: argparse.Namespace) -> None:
+    """Fill the data flags left unset from the model's ``DATA_DEFAULTS``, then the zoo's."""
+    from vfm3d.zoo import model_module
+
+    own = getattr(model_module(args.name), "DATA_DEFAULTS", {})
+    merged = {**DATA_DEFAULTS, **own}
+    for key in ("train_clips", "heldout_clips", "frames", "shards"):
+        if getattr(args, key, None) is None:
+            setattr(args, key, int(merged[key]))
+    if args.size is None:
+        args.size = (int(merged["height"]), int(merged["width"]))
+
+
 def train_command(args: argparse.Namespace) -> str:
     """The full ``vfm3d zoo train`` command line equivalent to ``args`` (every option spelled)."""
     import shlex
@@ -67,23 +140,40 @@ def train_command(args: argparse.Namespace) -> str:
         value = getattr(args, option)
         if value is not None:
             parts += ["--" + option.replace("_", "-"), str(value)]
-    for option in ("size", "shards", "batch", "time_limit", "threads", "init"):
+    for option in ("size", "shards", "batch", "time_limit", "threads", "init", "lambda_rec"):
         value = getattr(args, option, None)
+        if option == "size" and isinstance(value, tuple):
+            value = str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
         if value is not None:
             parts += ["--" + option.replace("_", "-"), str(value)]
-    if getattr(args, "random_init", False):
-        parts.append("--random-init")
+    for flag in ("random_init", "no_geometry"):
+        if getattr(args, flag, False):
+            parts.append("--" + flag.replace("_", "-"))
     return shlex.join(parts)
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, object]:
-    """The options only some zoo models take (``--init``, ``--random-init``), when given."""
+    """The options only some zoo models take (``--init``, ``--random-init``, ``--no-geometry``,
+    ``--lambda-rec``), when given."""
     options: dict[str, object] = {}
     if args.init is not None:
         options["init"] = args.init
     if args.random_init:
         options["random_init"] = True
+    if getattr(args, "no_geometry", False):
+        options["no_geometry"] = True
+    if getattr(args, "lambda_rec", None) is not None:
+        options["lambda_rec"] = float(args.lambda_rec)
     return options
+
+
+def install_target(name: str, options: dict[str, object]) -> str:
+    """The zoo folder name a run of ``name`` installs into (a twin's differs: the model's
+    ``install_name(options)``, e.g. ``vgllm-mini-no-geometry``)."""
+    from vfm3d.zoo import model_module
+
+    module = model_module(name)
+    return module.install_name(options) if hasattr(module, "install_name") else name
 
 
 def main(args: argparse.Namespace) -> int:
@@ -91,18 +181,20 @@ def main(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, int(args.threads)))
     if args.action == "train":
-        from vfm3d.zoo import install, train_model
+        from vfm3d.zoo import install, train_model, weights_dir
         from vfm3d.zoo.common import DataSpec
 
+        resolve_data_flags(args)
         spec = DataSpec(
             seed=args.seed,
             train_clips=args.train_clips,
             heldout_clips=args.heldout_clips,
             frames=args.frames,
-            height=args.size,
-            width=args.size,
+            height=args.size[0],
+            width=args.size[1],
             shards=args.shards,
         )
+        options = _model_options(args)
         record = train_model(
             args.name,
             args.out,
@@ -116,14 +208,15 @@ def main(args: argparse.Namespace) -> int:
             time_limit_s=args.time_limit,
             workers=args.workers,
             command=train_command(args),
-            options=_model_options(args),
+            options=options,
         )
         if int(os.environ.get("RANK", "0")):  # torchrun: rank 0 reports and installs
             return 0
         keys = ("name", "steps", "steps_done", "wall_time_s", "device")
         print(json.dumps({k: record[k] for k in keys}))
         if args.install:
-            print(f"installed into {install(args.out, args.name)}")
+            target = weights_dir(args.name).parent / install_target(args.name, options)
+            print(f"installed into {install(args.out, args.name, target)}")
         return 0
     from vfm3d.zoo.experiment import run_experiment
 
