@@ -36,27 +36,12 @@ from vfm3d.backbones._diffusers_common import (
     load_models,
     load_scheduler,
 )
+from vfm3d.models.wan_flow import default_scheduler  # re-exported (moved there)
 
 NEEDS_WEIGHTS = True
 #: ``max_sequence_length`` of ``WanPipeline.__call__``: the empty prompt is padded to this length.
 WAN_PROMPT_TOKENS = 512
 TINY_PROMPT_TOKENS = 8
-
-
-def default_scheduler() -> Any:
-    """The scheduler published with Wan2.1-T2V (UniPC, flow prediction, flow shift 3.0)."""
-    from diffusers import UniPCMultistepScheduler
-
-    return UniPCMultistepScheduler(
-        num_train_timesteps=1000,
-        prediction_type="flow_prediction",
-        use_flow_sigmas=True,
-        flow_shift=3.0,
-        solver_order=2,
-        solver_type="bh2",
-        final_sigmas_type="zero",
-        timestep_spacing="linspace",
-    )
 
 
 def wan21_1_3b_config() -> dict[str, Any]:

@@ -340,7 +340,7 @@ class PromptEncoder(nn.Module):
         """The miniature encoder: tokenizer trained on ``corpus``, random tiny UMT5 from ``seed``."""
         from transformers import UMT5EncoderModel
 
-        from vfm3d.zoo.common import seeded_init
+        from vfm3d.utils.training import seeded_init
 
         tokenizer = train_tokenizer(corpus, vocab_size, max_tokens)
         config = tiny_umt5_config(len(tokenizer), d_model, layers, heads)

@@ -317,7 +317,7 @@ class JointGenerator(nn.Module):
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``[B, C, T', h', w']`` -> frames ``[B, T, 3, H, W]`` in [0, 1]."""
-        from vfm3d.zoo.wan_mini import decode_latents
+        from vfm3d.models.wan_flow import decode_latents
 
         vae_dtype = next(self.vae.parameters()).dtype
         return decode_latents(self.vae, latents.to(vae_dtype)).float()
@@ -432,7 +432,7 @@ class JointGenerator(nn.Module):
         (``head_config`` default `ProbeConfig.cpu_small`), ``head=False`` for none.
         """
         from vfm3d.backbones import wan
-        from vfm3d.zoo.common import seeded_init
+        from vfm3d.utils.training import seeded_init
 
         path = resolve_model_path(init)
         backbone = wan.from_pretrained(path, device="cpu")
@@ -471,7 +471,7 @@ class JointGenerator(nn.Module):
         from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
         from vfm3d.backbones.wan import tiny_configs
-        from vfm3d.zoo.common import seeded_init
+        from vfm3d.utils.training import seeded_init
 
         t_cfg, v_cfg = tiny_configs()
         transformer, vae = seeded_init(
@@ -500,8 +500,8 @@ class JointGenerator(nn.Module):
         from safetensors.torch import save_file
 
         from vfm3d.backbones._diffusers_common import EMPTY_PROMPT_FILE, save_prompt_file
+        from vfm3d.models.wan_flow import scheduler
         from vfm3d.utils.atomic import atomic_path, atomic_write_json
-        from vfm3d.zoo.wan_mini import scheduler
 
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)

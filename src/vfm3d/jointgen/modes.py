@@ -1,10 +1,10 @@
 """JOG3R's three modes on a `JointGenerator`, and the camera-trajectory smoother.
 
 - **T2V** (`text_to_video`): Euler integration of the learnt flow from noise (sigma 1) to data
-  (sigma 0) on wan-mini's shifted sigma schedule (`vfm3d.zoo.wan_mini.shifted_sigmas`, shift 3),
+  (sigma 0) on wan-mini's shifted sigma schedule (`vfm3d.models.wan_flow.shifted_sigmas`, shift 3),
   conditioned on the prompt (None / "" = unconditional). Sample ``i`` draws its noise from its own
   generator seeded ``seeds[i]``, so a sample depends on its seed only (not on the batch); with
-  one unconditional sample the latents equal `vfm3d.zoo.wan_mini.sample_latents`'. Optional
+  one unconditional sample the latents equal `vfm3d.models.wan_flow.sample_latents`'. Optional
   classifier-free guidance ``v = v_u + g (v_c - v_u)`` (``guidance`` 1 = none, the default).
 - **T2V+C** (``text_to_video(..., cameras=True)``): the same sampling; at the last Euler step
   (the lowest non-zero noise level, sigma ~0.09 at 30 steps) the head reads the hooked block
@@ -265,7 +265,7 @@ def sample_latents(
     None, model timestep of that step)``."""
     from tqdm import tqdm
 
-    from vfm3d.zoo.wan_mini import shifted_sigmas
+    from vfm3d.models.wan_flow import shifted_sigmas
 
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")

@@ -1,8 +1,9 @@
 """Joint training of generation and reconstruction (JOG3R): ``L = L_gen + lambda L_rec``.
 
-- ``L_gen``: wan-mini's flow-matching loss (`vfm3d.zoo.wan_mini`): ``sigma ~ sigmoid(N(0, 1))``,
-  ``z_sigma = (1 - sigma) z0 + sigma eps``, MSE of the predicted velocity against ``eps - z0``
-  at model timestep ``1000 sigma``, on normalised VAE latents (posterior modes, computed once).
+- ``L_gen``: wan-mini's flow-matching loss (`vfm3d.zoo.wan_mini`, on `vfm3d.models.wan_flow`):
+  ``sigma ~ sigmoid(N(0, 1))``, ``z_sigma = (1 - sigma) z0 + sigma eps``, MSE of the predicted
+  velocity against ``eps - z0`` at model timestep ``1000 sigma``, on normalised VAE latents
+  (posterior modes, computed once).
 - ``L_rec``: the probe's losses (`vfm3d.probe.losses.probe_loss`: confidence-weighted point and
   depth terms, Huber camera term on ``absT_quaR_FoV`` over the refinement iterations, weighted by
   the head's `ProbeConfig`) of the head's predictions against the clip's ground truth, made by
@@ -25,7 +26,7 @@ valid columns reversed, ``cx -> W - 1 - cx``, ``cam_to_world -> M cam_to_world M
 ``M = diag(-1, 1, 1, 1)``, which negates x in every camera), and its caption with left and right
 swapped.
 
-Loop: `vfm3d.zoo.common.Trainer` (AdamW, warm-up + cosine, gradient clipping, resumable
+Loop: `vfm3d.utils.training.Trainer` (AdamW, warm-up + cosine, gradient clipping, resumable
 checkpoint ``OUT/checkpoint_joint.safetensors``, JSONL curve ``OUT/train_joint.jsonl`` with
 ``loss``, ``gen``, ``rec``, ``point``, ``depth``, ``camera``). Step ``k``'s batch, dropout,
 flips, sigma and noise come from ``batch_generator(seed + 1, k)`` for the whole global batch;
@@ -57,7 +58,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vfm3d.jointgen.model import DEFAULT_INIT, JointGenerator
-from vfm3d.zoo.common import ClipTensors, Trainer, batch_generator
+from vfm3d.utils.distributed import Distributed, RankTrainer, init_distributed
+from vfm3d.utils.training import ClipTensors, Trainer, batch_generator
 
 STAGE = "joint"
 STAGES = (STAGE,)
@@ -96,10 +98,10 @@ class JointTrainConfig:
 def load_captioned_clips(
     folders: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
 ) -> tuple[ClipTensors, list[str]]:
-    """`vfm3d.zoo.common.load_clips` of clip folders plus each clip's caption (same order)."""
+    """`vfm3d.utils.training.load_clips` of clip folders plus each clip's caption (same order)."""
     from vfm3d.clip import ClipFolder
     from vfm3d.jointgen.captions import clip_caption
-    from vfm3d.zoo.common import load_clips
+    from vfm3d.utils.training import load_clips
 
     paths = (
         [Path(folders)] if isinstance(folders, (str, os.PathLike)) else [Path(f) for f in folders]
@@ -248,70 +250,6 @@ class _Objective(nn.Module):
         else:
             context = gen.empty_prompt.to(z0.device).expand(z0.shape[0], -1, -1)
         return joint_loss(gen, z0, context, sigma, eps, targets, self.lambda_rec)
-
-
-# ---------------------------------------------------------------------- distributed
-@dataclass
-class Distributed:
-    """Rank facts (``world = 1`` without torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    active: bool = False
-    initialised_here: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.active:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def share(self, batch: int) -> slice:
-        """This rank's contiguous share of a global batch."""
-        if batch % self.world:
-            raise ValueError(f"batch {batch} must be divisible by the world size {self.world}")
-        local = batch // self.world
-        return slice(self.rank * local, (self.rank + 1) * local)
-
-    def close(self) -> None:
-        if self.initialised_here:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            self.initialised_here = self.active = False
-
-
-def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
-    """Join ``torchrun``'s process group (gloo on CPU, NCCL on CUDA, ``cuda:LOCAL_RANK``)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if not dist.is_available() or (world <= 1 and not dist.is_initialized()):
-        return Distributed(), device
-    here = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        here = True
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return Distributed(dist.get_rank(), dist.get_world_size(), True, here), device
-
-
-@dataclass
-class _RankTrainer(Trainer):
-    """`Trainer` of a rank other than 0: scratch logs, no bar, rank 0's checkpoint."""
-
-    shared_checkpoint: Path | None = None
-
-    @property
-    def checkpoint_path(self) -> Path:
-        assert self.shared_checkpoint is not None
-        return self.shared_checkpoint
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -532,7 +470,7 @@ def _train(
     else:
         scratch = run / ".ranks" / f"rank{ctx.rank}"
         scratch.mkdir(parents=True, exist_ok=True)
-        trainer = _RankTrainer(
+        trainer = RankTrainer(
             scratch,
             STAGE,
             modules,

@@ -36,7 +36,7 @@ denoiser applied to the point-map latent), and ``"half"`` is Marigold's (``W / 2
 ``== video_dit((video + pm) / 2, t)``), for comparisons. `JointDiT.random_init` is the same
 architecture from a random initialisation (the paper's "does the video prior help?" twin).
 
-Flow matching (`joint_flow_loss`), wan-mini's convention (`vfm3d.zoo.wan_mini`): ``sigma ~
+Flow matching (`joint_flow_loss`), wan-mini's convention (`vfm3d.models.wan_flow`): ``sigma ~
 logit-normal`` (``sigmoid(N(0, 1))``, no shift at training time), ``z_sigma = (1 - sigma) z0 +
 sigma eps``, target velocity ``eps - z0``, model timestep ``1000 sigma``; MSE. The shift (3, as
 Wan2.1) enters only the sampler's sigma schedule (`vfm3d.recon4d.sampling`).
@@ -137,7 +137,7 @@ class JointDiT(nn.Module):
         """
         from diffusers import WanTransformer3DModel
 
-        from vfm3d.zoo.common import seeded_init
+        from vfm3d.utils.training import seeded_init
 
         if pointmap_init not in POINTMAP_INITS:
             raise ValueError(
@@ -180,7 +180,7 @@ class JointDiT(nn.Module):
         config, ``in_channels = C``), random weights from ``seed`` (diffusers' default init)."""
         from diffusers import WanTransformer3DModel
 
-        from vfm3d.zoo.common import seeded_init
+        from vfm3d.utils.training import seeded_init
 
         cfg = joint_config(config)
         joint = seeded_init(seed, lambda: WanTransformer3DModel(**cfg))

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vfm3d.zoo.wan_mini import KL_WEIGHT
+from vfm3d.models.wan_flow import KL_WEIGHT
 
 #: Radius of the valid ball in the VAE's input space (``|u|`` of a point at ``max_distance``).
 VALID_EXTENT = 0.8

@@ -3,7 +3,7 @@
 `encode_video` turns frames into the DiT's condition (the video VAE's posterior mode, normalised
 with the VAE config's ``latents_mean``/``latents_std`` as the Wan adapter does). `sample_pointmaps`
 integrates the learned flow from noise (sigma 1) to data (sigma 0) with ``steps`` Euler steps on
-Wan2.1's shifted sigma schedule (flow shift 3; `vfm3d.zoo.wan_mini.sample_latents`, the sampler
+Wan2.1's shifted sigma schedule (flow shift 3; `vfm3d.models.wan_flow.sample_latents`, the sampler
 wan-mini's videos come from, run on the DiT conditioned on the video latent), for ``samples``
 independent noises, decodes each with the point-map VAE and returns their mean point map and
 per-pixel spread. Video-to-geometry diffusion peers use 4-5 steps (Aether 4, Geo4D and
@@ -34,7 +34,7 @@ def encode_video(vae: nn.Module, frames: torch.Tensor) -> torch.Tensor:
     Posterior mode of the (frozen) video VAE, then ``(z - latents_mean) / latents_std`` per channel.
     """
     from vfm3d.backbones.wan import _vae_factors
-    from vfm3d.zoo.wan_mini import to_video
+    from vfm3d.models.wan_flow import to_video
 
     if frames.ndim != 5 or frames.shape[2] != 3:
         raise ValueError(f"frames must be [B, T, 3, H, W], got {list(frames.shape)}")
@@ -83,7 +83,7 @@ def sample_latents(
 ) -> torch.Tensor:
     """One Euler flow sample of normalised point-map latents ``[B, C, T', h', w']`` given the
     normalised video latent (same shape), noise from ``seed``."""
-    from vfm3d.zoo.wan_mini import sample_latents as euler
+    from vfm3d.models.wan_flow import sample_latents as euler
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

@@ -16,7 +16,7 @@ Stage ``dit``: the video latents (frozen video VAE, `encode_video`) and the norm
 latents of every training clip are computed once; the joint DiT (`JointDiT.from_video_dit`, or
 `JointDiT.random_init` of the same config with ``random_init``: the twin that asks whether the
 video prior helps) learns `joint_flow_loss` on ``[video latent ⊕ noisy point-map latent]``, AdamW
-lr 3e-4. Both stages run on `vfm3d.zoo.common.Trainer` (resumable checkpoints, JSONL curves
+lr 3e-4. Both stages run on `vfm3d.utils.training.Trainer` (resumable checkpoints, JSONL curves
 ``OUT/train_<stage>.jsonl``); warm-up is ``min(configured, steps // 5)`` so short runs train.
 
 Augmentation: horizontal flips (probability 1/2 per sample). A mirrored clip's point map is the
@@ -41,7 +41,7 @@ share of the same global batch (``batch`` must divide by the world size), rank 0
 logs, checkpoints and models (other ranks read its checkpoint when resuming), held-out metrics
 are computed by rank 0. Per-rank noise is drawn from ``(seed, step, rank)``, so runs are
 reproducible for a given world size. ``--time-limit`` is refused under torchrun (ranks could
-stop at different steps).
+stop at different steps). The rank handling is `vfm3d.utils.distributed`'s.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ from vfm3d.recon4d.pointmap_vae import (
     pointmap_vae_loss,
     vae_to_points,
 )
-from vfm3d.zoo.common import ClipTensors, Trainer, batch_generator, read_jsonl
+from vfm3d.utils.distributed import Distributed, RankTrainer, init_distributed
+from vfm3d.utils.training import ClipTensors, Trainer, batch_generator, read_jsonl
 
 STAGES = ("pointmap_vae", "dit")
 DEFAULT_INIT = "zoo/wan-mini"
@@ -95,85 +96,6 @@ class TrainConfig:
     eval_steps: int = 5
     eval_clips: int = 32
     checkpoint_every: int = 200
-
-
-# --------------------------------------------------------------------------- distributed
-@dataclass
-class Distributed:
-    """Rank facts of this process (``world = 1``, ``active = False`` without torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    active: bool = False
-    initialised_here: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.active:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def share(self, batch: int) -> slice:
-        """This rank's contiguous share of a global batch of ``batch`` samples."""
-        if batch % self.world:
-            raise ValueError(
-                f"batch {batch} must be divisible by the number of processes ({self.world})"
-            )
-        local = batch // self.world
-        return slice(self.rank * local, (self.rank + 1) * local)
-
-    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
-        """``module`` in ``DistributedDataParallel`` when a process group is active."""
-        if not self.active:
-            return module
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [device.index] if device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids)
-
-    def close(self) -> None:
-        if self.initialised_here:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            self.initialised_here = False
-            self.active = False
-
-
-def init_distributed(device: torch.device) -> tuple[Distributed, torch.device]:
-    """Join the process group of ``torchrun`` (``WORLD_SIZE`` > 1) or one already initialised;
-    returns the rank facts and this rank's device (``cuda:LOCAL_RANK`` on CUDA)."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if not dist.is_available() or (world <= 1 and not dist.is_initialized()):
-        return Distributed(), device
-    here = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        here = True
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    ctx = Distributed(dist.get_rank(), dist.get_world_size(), active=True, initialised_here=here)
-    return ctx, device
-
-
-@dataclass
-class _RankTrainer(Trainer):
-    """`Trainer` of a rank other than 0: logs into its own scratch folder, never shows a bar,
-    and reads (and at the stage's end writes, with identical content) rank 0's checkpoint."""
-
-    shared_checkpoint: Path | None = None
-
-    @property
-    def checkpoint_path(self) -> Path:
-        assert self.shared_checkpoint is not None
-        return self.shared_checkpoint
 
 
 def _trainer(
@@ -203,7 +125,7 @@ def _trainer(
         )
     scratch = out / ".ranks" / f"rank{ctx.rank}"
     scratch.mkdir(parents=True, exist_ok=True)
-    return _RankTrainer(
+    return RankTrainer(
         scratch,
         stage,
         modules,

@@ -485,7 +485,7 @@ def bootstrap_intervals(
 
 # --------------------------------------------------------------------------- running
 def _read_predictions(path: Path) -> list[dict[str, Any]]:
-    from vfm3d.zoo.common import read_jsonl
+    from vfm3d.utils.training import read_jsonl
 
     return read_jsonl(path)
 

@@ -23,7 +23,7 @@
 - **geometry cache** (``cache_geometry``, default on): the encoder is frozen and each scene's
   frames are fixed, so its tokens are computed once per scene (`VGLLMModel.encode_geometry`)
   and fed as ``geometry_patch_tokens``: the same numbers as re-encoding every step.
-- **loop**: `vfm3d.zoo.common.Trainer` (warm-up + cosine, clipping, JSONL log
+- **loop**: `vfm3d.utils.training.Trainer` (warm-up + cosine, clipping, JSONL log
   ``OUT/train_vgllm.jsonl``, resumable ``OUT/checkpoint_vgllm.safetensors`` of the trained
   modules and the optimiser; the frozen encoder is not in it). Batches come from
   ``(seed, step)``, so a resumed run draws what an uninterrupted one would.
@@ -61,7 +61,8 @@ from vfm3d.spatial.model import (
     tokenizer_corpus,
     train_tokenizer,
 )
-from vfm3d.zoo.common import Trainer, batch_generator, read_jsonl
+from vfm3d.utils.distributed import RankTrainer, init_distributed
+from vfm3d.utils.training import Trainer, batch_generator, read_jsonl
 
 STAGE = "vgllm"
 DEFAULT_GEOMETRY = "zoo/vggt-mini"
@@ -90,67 +91,6 @@ class VGLLMTrainConfig:
     model_sizes: dict[str, Any] = field(default_factory=dict)
     #: encode each scene's fixed frames with the frozen encoder once (exact: no augmentation)
     cache_geometry: bool = True
-
-
-# --------------------------------------------------------------------------- distributed
-@dataclass
-class _Ranks:
-    rank: int = 0
-    world: int = 1
-    active: bool = False
-    initialised_here: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.active:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def share(self, batch: int) -> slice:
-        if batch % self.world:
-            raise ValueError(f"batch {batch} must be divisible by the {self.world} processes")
-        local = batch // self.world
-        return slice(self.rank * local, (self.rank + 1) * local)
-
-    def close(self) -> None:
-        if self.initialised_here:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-            self.initialised_here = self.active = False
-
-
-def _join(device: torch.device) -> tuple[_Ranks, torch.device]:
-    """Join torchrun's process group (``WORLD_SIZE`` > 1) or one already initialised."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if not dist.is_available() or (world <= 1 and not dist.is_initialized()):
-        return _Ranks(), device
-    here = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        here = True
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    return _Ranks(dist.get_rank(), dist.get_world_size(), True, here), device
-
-
-@dataclass
-class _RankTrainer(Trainer):
-    """A rank other than 0: logs into a scratch folder, reads rank 0's checkpoint to resume."""
-
-    shared_checkpoint: Path | None = None
-
-    @property
-    def checkpoint_path(self) -> Path:
-        assert self.shared_checkpoint is not None
-        return self.shared_checkpoint
 
 
 # --------------------------------------------------------------------------- data
@@ -283,7 +223,7 @@ def train_vgllm(
     cfg = config or VGLLMTrainConfig()
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
-    ranks, dev = _join(torch.device(device))
+    ranks, dev = init_distributed(torch.device(device))
     try:
         if ranks.world > 1 and time_limit is not None:
             raise ValueError("time_limit under torchrun could stop ranks at different steps")
@@ -349,7 +289,7 @@ def train_vgllm(
         else:
             scratch = target / ".ranks" / f"rank{ranks.rank}"
             scratch.mkdir(parents=True, exist_ok=True)
-            trainer = _RankTrainer(
+            trainer = RankTrainer(
                 scratch,
                 STAGE,
                 modules,

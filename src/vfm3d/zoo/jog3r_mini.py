@@ -46,10 +46,10 @@ from vfm3d.jointgen.model import DEFAULT_INIT
 from vfm3d.jointgen.train import (
     STAGES,
     JointTrainConfig,
-    init_distributed,
     load_captioned_clips,
     train_jog3r,
 )
+from vfm3d.utils.distributed import init_distributed
 from vfm3d.zoo.common import ClipTensors
 
 NAME = "jog3r-mini"

@@ -36,9 +36,9 @@ from vfm3d.recon4d.train_sora3r import (
     DEFAULT_INIT,
     STAGES,
     TrainConfig,
-    init_distributed,
     train_sora3r,
 )
+from vfm3d.utils.distributed import init_distributed
 from vfm3d.zoo.common import ClipTensors, DataSpec
 
 NAME = "sora3r-mini"

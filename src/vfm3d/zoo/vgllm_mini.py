@@ -51,7 +51,8 @@ from typing import Any
 import torch
 
 from vfm3d.models.vggt import VGGTConfig
-from vfm3d.spatial.train import STAGE, VGLLMTrainConfig, _join, train_vgllm
+from vfm3d.spatial.train import STAGE, VGLLMTrainConfig, train_vgllm
+from vfm3d.utils.distributed import init_distributed
 from vfm3d.zoo.common import DataSpec
 
 NAME = "vgllm-mini"
@@ -112,11 +113,6 @@ def load_data(folders: Sequence[Path]) -> Path:
     if len(folders) != 1:
         raise ValueError(f"vgllm-mini trains on one room folder, got {len(folders)}")
     return Path(folders[0])
-
-
-def init_distributed(device: torch.device) -> tuple[Any, torch.device]:
-    """Join ``torchrun``'s process group (`vfm3d.spatial.train`'s rank handling)."""
-    return _join(device)
 
 
 def install_name(options: Mapping[str, Any]) -> str:

@@ -31,7 +31,40 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from vfm3d.models.wan_flow import (  # the flow-matching pieces (re-exported)
+    KL_WEIGHT,
+    decode_latents,
+    sample_latents,
+    sample_videos,
+    scheduler,
+    shifted_sigmas,
+    to_video,
+)
 from vfm3d.zoo.common import ClipTensors, Trainer, batch_generator, seeded_init
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "KL_WEIGHT",
+    "NAME",
+    "NULL_TOKENS",
+    "STAGES",
+    "VAE_FRAMES",
+    "build",
+    "decode_latents",
+    "encode_all",
+    "null_embedding",
+    "sample_latents",
+    "sample_videos",
+    "save_grid",
+    "save_model",
+    "scheduler",
+    "shifted_sigmas",
+    "to_video",
+    "train",
+    "transformer_config",
+    "twin",
+    "vae_config",
+]
 
 NAME = "wan-mini"
 STAGES = ("vae", "vae_clip", "dit")
@@ -39,7 +72,6 @@ DEFAULT_STEPS = {"vae": 2500, "vae_clip": 600, "dit": 6000}
 #: Frames of the (4k+1)-frame windows the VAE is trained on (the causal VAE is frame-count agnostic).
 VAE_FRAMES = 5
 NULL_TOKENS = 8
-KL_WEIGHT = 1e-6
 
 
 def vae_config() -> dict[str, Any]:
@@ -77,83 +109,6 @@ def null_embedding(text_dim: int, seed: int) -> torch.Tensor:
     """The fixed null text embedding ``[1, NULL_TOKENS, text_dim]`` (standard normal from seed)."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(1, NULL_TOKENS, text_dim, generator=gen)
-
-
-def scheduler() -> Any:
-    """The scheduler saved with wan-mini: Wan2.1's UniPC (flow prediction, flow shift 3)."""
-    from vfm3d.backbones.wan import default_scheduler
-
-    return default_scheduler()
-
-
-def to_video(frames: torch.Tensor) -> torch.Tensor:
-    """``[B, T, 3, H, W]`` in [0, 1] -> ``[B, 3, T, H, W]`` in [-1, 1] (the VAE's input)."""
-    return frames.permute(0, 2, 1, 3, 4) * 2.0 - 1.0
-
-
-def shifted_sigmas(steps: int, shift: float = 3.0) -> torch.Tensor:
-    """``steps + 1`` sigmas from 1 to 0: ``s' = shift s / (1 + (shift - 1) s)`` on a linspace."""
-    s = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
-    return (shift * s / (1.0 + (shift - 1.0) * s)).float()
-
-
-@torch.no_grad()
-def sample_latents(
-    transformer: torch.nn.Module,
-    prompt_embeds: torch.Tensor,
-    shape: tuple[int, ...],
-    steps: int = 30,
-    seed: int = 0,
-    shift: float = 3.0,
-) -> torch.Tensor:
-    """Euler integration of the learned flow from noise (sigma 1) to data (sigma 0).
-
-    ``shape`` = ``[N, C, T', h', w']`` of normalised latents; returns them (on the model's device).
-    """
-    device = next(transformer.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen).to(device)
-    sigmas = shifted_sigmas(steps, shift).to(device)
-    context = prompt_embeds.to(device).expand(shape[0], -1, -1)
-    for i in range(steps):
-        t = (sigmas[i] * 1000.0).expand(shape[0])
-        v = transformer(
-            hidden_states=x, timestep=t, encoder_hidden_states=context, return_dict=False
-        )[0]
-        x = x + (sigmas[i + 1] - sigmas[i]) * v
-    return x
-
-
-@torch.no_grad()
-def decode_latents(vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
-    """Normalised latents ``[N, C, T', h', w']`` -> frames ``[N, T, 3, H, W]`` in [0, 1]."""
-    cfg = vae.config
-    mean = torch.tensor(cfg.latents_mean, device=latents.device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(cfg.latents_std, device=latents.device).view(1, -1, 1, 1, 1)
-    video = vae.decode(latents * std + mean).sample
-    return ((video.clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4)
-
-
-@torch.no_grad()
-def sample_videos(
-    transformer: torch.nn.Module,
-    vae: torch.nn.Module,
-    prompt_embeds: torch.Tensor,
-    num: int = 4,
-    frames: int = 9,
-    height: int = 32,
-    width: int = 32,
-    steps: int = 30,
-    seed: int = 0,
-) -> torch.Tensor:
-    """Generate ``num`` videos ``[num, frames, 3, H, W]`` in [0, 1] (Euler flow-matching sampler)."""
-    ft, fs = int(vae.config.scale_factor_temporal), int(vae.config.scale_factor_spatial)
-    if (frames - 1) % ft or height % fs or width % fs:
-        raise ValueError(f"frames must be {ft}k+1 and H, W multiples of {fs}")
-    shape = (num, int(vae.config.z_dim), (frames - 1) // ft + 1, height // fs, width // fs)
-    latents = sample_latents(transformer, prompt_embeds, shape, steps=steps, seed=seed)
-    vae_dtype = next(vae.parameters()).dtype
-    return decode_latents(vae, latents.to(vae_dtype)).float()
 
 
 def save_grid(videos: torch.Tensor, path: Path) -> Path:
