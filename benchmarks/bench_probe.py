@@ -85,8 +85,11 @@ def fake_batch(grid: tuple[int, int], channels: int, out: tuple[int, int]) -> di
     }
 
 
-def worker(name: str, precision: str, iters: int, threads: int, flops: bool) -> dict[str, Any]:
-    """One process: vfm3d's step at configuration ``name`` in ``precision``."""
+def worker(
+    name: str, precision: str, iters: int, threads: int, flops: bool, checkpoint: bool = False
+) -> dict[str, Any]:
+    """One process: vfm3d's step at configuration ``name`` in ``precision`` (``checkpoint``:
+    activation checkpointing of the trunk, as the reference runs)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -95,7 +98,7 @@ def worker(name: str, precision: str, iters: int, threads: int, flops: bool) -> 
 
     torch.set_num_threads(threads)
     spec = CONFIGS[name]
-    cfg = ProbeConfig(**spec["probe"])
+    cfg = ProbeConfig(**spec["probe"], checkpoint_trunk=checkpoint)
     torch.manual_seed(0)
     model = ProbeModel(cfg, spec["channels"])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
@@ -125,6 +128,7 @@ def worker(name: str, precision: str, iters: int, threads: int, flops: bool) -> 
         "step_s_all": [round(t, 4) for t in times],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "checkpoint_trunk": checkpoint,
         "heads_layout": "channels_last"
         if model._heads_layout is torch.channels_last
         else "contiguous",
@@ -204,10 +208,17 @@ def main() -> None:
         "--worker", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS
     )
     parser.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--checkpoint-trunk",
+        action="store_true",
+        help="vfm3d's trunk under activation checkpointing (the reference always checkpoints)",
+    )
     args = parser.parse_args()
     if args.worker:
         name, precision = args.worker
-        print(json.dumps(worker(name, precision, args.iters or 5, args.threads, args.flops)))
+        iters = args.iters or 5
+        result = worker(name, precision, iters, args.threads, args.flops, args.checkpoint_trunk)
+        print(json.dumps(result))
         return
 
     from vfm3d.utils.atomic import atomic_write_json
@@ -220,6 +231,7 @@ def main() -> None:
         "load_average_before": list(os.getloadavg()),
         "matmul_gflop_per_s_before": roofline,
         "torch_compile": False,
+        "vfm3d_checkpoint_trunk": args.checkpoint_trunk,
         "runs": {},
     }
     for name in args.configs:
@@ -228,6 +240,8 @@ def main() -> None:
             key = f"{name}/{precision}"
             print(f"[bench_probe] {key} ...", flush=True)
             cmd = [sys.executable, __file__, "--worker", name, precision, "--flops"]
+            if args.checkpoint_trunk:
+                cmd.append("--checkpoint-trunk")
             ours = run_json([*cmd, "--threads", str(args.threads), "--iters", str(iters)])
             entry: dict[str, Any] = {"vfm3d": ours}
             ours["gflop_per_s"] = ours["step_gflop"] / ours["step_s"]
