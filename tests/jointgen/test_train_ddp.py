@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from vfm3d.jointgen.model import JointGenerator
 from vfm3d.jointgen.train import JointTrainConfig, load_captioned_clips, train_jog3r
@@ -18,7 +19,10 @@ g = JointGenerator.tiny(seed=0, corpus=captions)
 cfg = JointTrainConfig(lambda_rec=float(sys.argv[3]), batch=4, lr=2e-3, warmup=1, log_every=1)
 train_jog3r(sys.argv[2], data, captions, 3, seed=0, generator=g, config=cfg, progress=False)
 if os.environ.get("RANK", "0") == "0":
-    torch.save(g.transformer.state_dict(), os.path.join(sys.argv[2], "transformer.pt"))
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in g.transformer.state_dict().items()}
+    save_file(state, os.path.join(sys.argv[2], "transformer.safetensors"))
 """
 
 
@@ -49,7 +53,7 @@ def test_ddp_two_processes_match_one(tmp_path) -> None:
     train_jog3r(tmp_path / "one", data, captions, 3, seed=0, generator=g, config=cfg,
                 progress=False)  # fmt: skip
     one = g.transformer.state_dict()
-    two = torch.load(tmp_path / "two" / "transformer.pt")
+    two = load_file(tmp_path / "two" / "transformer.safetensors")
     for key in one:
         torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5)
     assert (tmp_path / "two" / "model" / "jog3r.json").is_file()

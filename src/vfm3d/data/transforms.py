@@ -245,6 +245,16 @@ def parse_hw(text: str) -> tuple[int, int]:
     return h, w
 
 
+def hw_argument(text: str) -> tuple[int, int]:
+    """`parse_hw` as an argparse ``type=`` (its error becomes argparse's usage error)."""
+    import argparse
+
+    try:
+        return parse_hw(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 # ------------------------------------------------------------------ clips
 def apply_to_clip(clip: Clip, transform: PixelTransform) -> Clip:
     """Resample every per-pixel array of ``clip`` and update its intrinsics.

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from vfm3d.data.transforms import hw_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vfm3d.data.inputs import add_input_arguments
@@ -49,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frames", type=int, default=None, help="frames per clip, 4k+1 (default: as trained)"
     )
     parser.add_argument(
-        "--model-size", type=_hw, default=None, metavar="HxW", help="model input size"
+        "--model-size", type=hw_argument, default=None, metavar="HxW", help="model input size"
     )
     parser.add_argument(
         "--timestep", type=float, default=None, help="model timestep of the noise (default 100)"
@@ -67,15 +69,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_input_arguments(parser)
-
-
-def _hw(text: str) -> tuple[int, int]:
-    from vfm3d.data.transforms import parse_hw
-
-    try:
-        return parse_hw(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def prepare_clip(clip: Any, frames: int, size: tuple[int, int], frame_step: int) -> Any:

@@ -25,6 +25,8 @@ import json
 import sys
 from typing import Any
 
+from vfm3d.data.transforms import hw_argument
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from vfm3d.data.inputs import add_input_arguments
@@ -57,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--render-size",
-        type=_hw,
+        type=hw_argument,
         default=None,
         metavar="HxW",
         help="working size of geometry, features and renders (default: the 3D expert's input "
@@ -89,15 +91,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_input_arguments(parser)
-
-
-def _hw(text: str) -> tuple[int, int]:
-    from vfm3d.data.transforms import parse_hw
-
-    try:
-        return parse_hw(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def main(args: argparse.Namespace) -> int:

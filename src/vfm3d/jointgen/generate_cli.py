@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from vfm3d.data.transforms import hw_argument
+
 #: Fallback video size when the model folder does not record its training size.
 DEFAULT_FRAMES, DEFAULT_HW, DEFAULT_FPS = 9, (32, 32), 10.0
 
@@ -51,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--frames", type=int, default=None, help="frames per video, 4k+1 (default: as trained)"
     )
     parser.add_argument(
-        "--size", type=_hw, default=None, metavar="HxW", help="video size (default: as trained)"
+        "--size",
+        type=hw_argument,
+        default=None,
+        metavar="HxW",
+        help="video size (default: as trained)",
     )
     parser.add_argument("--steps", type=int, default=30, help="Euler sampling steps (default 30)")
     parser.add_argument(
@@ -66,15 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _hw(text: str) -> tuple[int, int]:
-    from vfm3d.data.transforms import parse_hw
-
-    try:
-        return parse_hw(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def write_mp4(
