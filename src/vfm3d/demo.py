@@ -4,7 +4,8 @@ It generates a small procedural world (train clips of both kinds, held-out objec
 clips), extracts features of several backbones — the zoo's trained miniature models when they are
 shipped, otherwise tiny random-initialised configs, always with the ``pixels``/``random``/
 ``constant`` floors and the ``oracle`` ceiling — trains and evaluates a probe per
-(backbone, layer, timestep), and writes the report. It is a `vfm3d.probe.sweep` run with a
+(backbone, layer, timestep), and writes the report; when ``zoo/sora3r-mini`` is shipped it also
+reconstructs one held-out dynamic clip in 4D (``OUT/reconstruction/``, linked from the report). It is a `vfm3d.probe.sweep` run with a
 built-in spec (written to ``OUT/demo_spec.toml``, so the same run can be repeated with
 ``vfm3d sweep --spec OUT/demo_spec.toml --out OUT``).
 """
@@ -91,6 +92,34 @@ def _to_toml(spec: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_reconstruction(rows: list[dict[str, Any]], out: Path) -> dict[str, Any] | None:
+    """When ``zoo/sora3r-mini`` is shipped: reconstruct one held-out dynamic world clip with it
+    into ``OUT/reconstruction/`` (`vfm3d.recon4d.example`) and rewrite ``OUT/report.html`` with
+    its scores and a link to its own report (3D view, predicted vs true cameras and depth)."""
+    from vfm3d.probe.sweep import write_outputs
+    from vfm3d.recon4d.example import reconstruct_example, shipped_sora3r
+
+    if not shipped_sora3r():
+        return None
+    result = reconstruct_example(out / "reconstruction")
+    m = result["metrics"]
+    note = (
+        f"4D reconstruction (zoo/sora3r-mini, held-out dynamic clip {result['clip']}, "
+        f"{result['frames']} frames, {result['seconds']:.1f} s): ATE {m['ate']:.3f}, "
+        f"RPE-trans {m['rpe_trans']:.3f}, RPE-rot {m['rpe_rot_deg']:.2f} deg, depth AbsRel "
+        f"{m['abs_rel']:.3f}, delta1 {m['delta1']:.3f} (MonST3R protocol; see "
+        "reconstruction/report.html)."
+    )
+    write_outputs(
+        rows,
+        out,
+        extra_notes=[note],
+        extra_links=[("4D reconstruction (Sora3R): report", "reconstruction/report.html")],
+    )
+    print(note)
+    return result
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (resumable)")
     parser.add_argument("--quick", action="store_true", help="a smaller, faster run (smoke test)")
@@ -118,6 +147,8 @@ def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     # World paths in the spec are generated under OUT; the spec file lives in OUT too.
     rows = run_sweep(load_spec(spec_path), out, progress=not args.quiet)
+    if not args.quick:
+        add_reconstruction(rows, out)
     print()
     print(to_markdown(rows))
     print(f"demo finished in {time.perf_counter() - start:.0f} s")

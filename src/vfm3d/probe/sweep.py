@@ -45,6 +45,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -357,12 +358,20 @@ def _metrics_current(metrics_path: Path, run: Path) -> bool:
     return weights.is_file() and metrics_path.stat().st_mtime >= weights.stat().st_mtime
 
 
-def write_outputs(rows: list[dict[str, Any]], out_dir: Path, spec: SweepSpec | None = None) -> Path:
+def write_outputs(
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    spec: SweepSpec | None = None,
+    extra_notes: Sequence[str] = (),
+    extra_links: Sequence[tuple[str, str]] = (),
+) -> Path:
     """Write the sweep's tables, plots and ``report.html`` (drawn by `vfm3d.report`); return the
-    report path. The example clip shown in 3D comes from the best probe (`example_view`)."""
+    report path. The example clip shown in 3D comes from the best probe (`example_view`);
+    ``extra_notes`` / ``extra_links`` go into the report as they are."""
     from vfm3d.report.sweep_report import write_sweep_report
 
-    return write_sweep_report(rows, Path(out_dir), example_view(rows, Path(out_dir)))
+    out = Path(out_dir)
+    return write_sweep_report(rows, out, example_view(rows, out), extra_notes, extra_links)
 
 
 def example_view(rows: list[dict[str, Any]], out_dir: Path) -> Any:

@@ -6,6 +6,7 @@ result rows and, optionally, a `SceneView` of one evaluation clip (predicted vs 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,15 @@ def _safe(text: str) -> str:
 
 
 def write_sweep_report(
-    rows: list[dict[str, Any]], out_dir: Path, example: SceneView | None = None
+    rows: list[dict[str, Any]],
+    out_dir: Path,
+    example: SceneView | None = None,
+    extra_notes: Sequence[str] = (),
+    extra_links: Sequence[tuple[str, str]] = (),
 ) -> Path:
-    """Write the tables, the plots and ``report.html`` into ``out_dir``; return the report path."""
+    """Write the tables, the plots and ``report.html`` into ``out_dir``; return the report path.
+    ``extra_notes`` / ``extra_links`` (text, href relative to ``out_dir``) are appended to the
+    report's notes and files (the demo's 4D reconstruction)."""
     from vfm3d.report import html as report_html
     from vfm3d.report import plots
     from vfm3d.report.tables import to_csv, to_markdown
@@ -57,7 +64,9 @@ def write_sweep_report(
         "Point Err and Depth Err: lower is better (VidFM3D definitions, normalised scale); "
         "AUC@k: higher is better (auc@k = VGGT mode over all pairs, auc_vidfm3d@k = the paper's "
         "31-bin per-batch mode). Best value per split in bold in results.md.",
+        *extra_notes,
     ]
+    links += list(extra_links)
     return report_html.write_report(
         out_dir / "report.html",
         "vfm3d probe sweep",

@@ -14,7 +14,7 @@ folder (a local Wan2.1) through the same code.
 
 Cost (step times measured on the development CPU at wan-mini sizes): VAE step 0.94 s at 2
 threads (1.23 s at 1; batch 8, 9 frames), DiT step 0.14 s (0.19 s; batch 16), rendering 0.04 s
-per clip, encoding ~0.02 s per clip and VAE. For ``--train-clips 512`` (1024 clips): data ~45 s,
+per clip, encoding ~0.02 s per clip and VAE. For the default ``--train-clips 512`` (1024 clips): data ~45 s,
 stage 1 ~940 s, statistics and encoding ~90 s, stage 2 ~1680 s, evaluations ~20 s: about 46
 minutes on 2 threads, about an hour on 1.
 
@@ -45,6 +45,8 @@ NAME = "sora3r-mini"
 DEFAULT_STEPS = {"pointmap_vae": 1000, "dit": 12000}
 #: Seed offset of the dynamic dataset (clear of the held-out and experiment offsets).
 DYNAMIC_SEED_OFFSET = 5_000_000
+#: Data flags of ``vfm3d zoo train sora3r-mini`` (512 clips of each kind).
+DATA_DEFAULTS = {"train_clips": 512}
 #: `vfm3d.zoo.train_model` passes the held-out clips to `train`.
 HELDOUT = True
 #: Trains under ``torchrun`` (`vfm3d.zoo.train_model` joins the process group first).
@@ -55,6 +57,7 @@ OPTIONS = ("init", "random_init")
 PROVENANCE_IN_MODEL = True
 
 __all__ = [
+    "DATA_DEFAULTS",
     "DEFAULT_STEPS",
     "NAME",
     "STAGES",
