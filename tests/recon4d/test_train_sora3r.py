@@ -5,7 +5,6 @@ path, and clear errors."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -97,17 +96,29 @@ def test_random_init_twin_reuses_the_point_map_vae(
     trained: Path, data_dir: Path, tiny_wan: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "twin"
-    out.mkdir()
-    shutil.copytree(trained / "pointmap_vae_stage", out / "pointmap_vae_stage")
-    shutil.copy2(trained / "stage_pointmap_vae.json", out)
-    shutil.copy2(trained / "train_pointmap_vae.jsonl", out)
-    assert _train(out, data_dir, tiny_wan, 2, "--random-init") == 0
+    assert _train(out, data_dir, tiny_wan, 2, "--random-init", "--pointmap-vae", str(trained)) == 0
+    record = json.loads((out / "provenance.json").read_text())
+    assert f"--pointmap-vae {trained}" in record["command"]
+    held = record["summary"]["heldout"]
+    assert held["pointmap_vae_source"] == str((trained / "pointmap_vae_stage").resolve())
+    source = json.loads((trained / "heldout_metrics.json").read_text())
+    assert held["pointmap_vae_heldout_after"] == source["pointmap_vae_heldout_after"]
+    assert (out / "train_pointmap_vae.jsonl").read_text() == (
+        trained / "train_pointmap_vae.jsonl"
+    ).read_text()
     config = json.loads((out / "model" / CONFIG_FILE).read_text())
     assert config["init"] == "random:3" and config["trained_on"]["random_init"]
     assert "--random-init" in json.loads((out / "provenance.json").read_text())["command"]
     a = Sora3RModel.from_pretrained(trained).pointmap_vae.state_dict()
     b = Sora3RModel.from_pretrained(out).pointmap_vae.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pointmap_vae_source_must_be_finished(tmp_path: Path) -> None:
+    from vfm3d.recon4d.train_sora3r import copy_pointmap_vae_stage
+
+    with pytest.raises(FileNotFoundError, match="no finished point-map VAE stage"):
+        copy_pointmap_vae_stage(tmp_path / "nothing", tmp_path / "run")
 
 
 def test_flips_mirror_the_point_map_before_encoding() -> None:

@@ -403,6 +403,38 @@ def _fov_deg(data: ClipTensors) -> float:
     return float(torch.rad2deg(2 * torch.atan((width / 2) / fx)).median())
 
 
+def copy_pointmap_vae_stage(source: str | os.PathLike[str], run: Path) -> None:
+    """Copy a finished stage-1 VAE (``source``: a run folder or its ``pointmap_vae_stage/``) into
+    ``run`` with its curve and held-out VAE metrics; no-op when ``run`` already has one."""
+    import shutil
+
+    from vfm3d.utils.atomic import atomic_write_json
+
+    src = Path(source)
+    src_run = src.parent if src.name == VAE_STAGE_DIR else src
+    src_stage = src_run / VAE_STAGE_DIR
+    if not (src_stage / "pointmap_vae.json").is_file():
+        raise FileNotFoundError(
+            f"--pointmap-vae {source}: no finished point-map VAE stage "
+            f"({src_stage / 'pointmap_vae.json'} is missing)"
+        )
+    stage = run / VAE_STAGE_DIR
+    if (stage / "pointmap_vae.json").is_file():
+        return
+    tmp = run / (VAE_STAGE_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src_stage, tmp)
+    for name in ("train_pointmap_vae.jsonl", "stage_pointmap_vae.json"):  # curve, steps done
+        if (src_run / name).is_file():
+            shutil.copyfile(src_run / name, run / name)
+    metrics: dict[str, Any] = {"pointmap_vae_source": str(src_stage.resolve())}
+    if (src_run / HELDOUT_FILE).is_file():
+        previous = json.loads((src_run / HELDOUT_FILE).read_text())
+        metrics.update({k: v for k, v in previous.items() if k.startswith("pointmap_vae")})
+    atomic_write_json(run / HELDOUT_FILE, metrics)
+    tmp.rename(stage)
+
+
 # --------------------------------------------------------------------------- training
 def train_sora3r(
     out: str | os.PathLike[str],
@@ -415,10 +447,16 @@ def train_sora3r(
     config: TrainConfig | None = None,
     progress: bool = True,
     deadline: float | None = None,
+    pointmap_vae_from: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train both stages into ``out`` (resumable; module docstring); the model goes to
     ``out/model`` (`vfm3d.recon4d.sora3r.Sora3RModel` folder). Returns the summary
-    (initialisation, parameters, data, held-out metrics before / after each stage, curves)."""
+    (initialisation, parameters, data, held-out metrics before / after each stage, curves).
+
+    ``pointmap_vae_from``: a finished run folder (or its ``pointmap_vae_stage/``) whose stage-1
+    point-map VAE is copied in instead of training one (with its curve and held-out metrics), so
+    runs that differ only in stage 2 (the random-init twin, another DiT seed) share one VAE; the
+    source is recorded in the held-out metrics as ``pointmap_vae_source``."""
     from vfm3d.recon4d.sora3r import Sora3RModel
     from vfm3d.utils.atomic import atomic_write_json
 
@@ -458,6 +496,9 @@ def train_sora3r(
 
         # ---- stage 1: the point-map VAE
         stage_dir = run / VAE_STAGE_DIR
+        if pointmap_vae_from is not None and ctx.main:
+            copy_pointmap_vae_stage(pointmap_vae_from, run)
+        ctx.barrier()
         probe_index = torch.arange(min(16, len(data)))
         if (stage_dir / "pointmap_vae.json").is_file():
             pm_vae = PointmapVAE.from_pretrained(stage_dir, device=device)
@@ -641,6 +682,7 @@ __all__ = [
     "Distributed",
     "TrainConfig",
     "clip_pointmaps",
+    "copy_pointmap_vae_stage",
     "encode_latents",
     "evaluate_joint_dit",
     "evaluate_pointmap_vae",

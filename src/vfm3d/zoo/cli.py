@@ -79,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sora3r-mini only: the joint DiT from random weights (the twin without the video prior)",
     )
     train.add_argument(
+        "--pointmap-vae",
+        default=None,
+        metavar="RUN",
+        help="sora3r-mini only: reuse the stage-1 point-map VAE of a finished run (the twin and "
+        "another DiT seed share one VAE)",
+    )
+    train.add_argument(
         "--no-geometry",
         action="store_true",
         help="vgllm-mini only: the twin without the geometry encoder and merger",
@@ -140,7 +147,9 @@ def train_command(args: argparse.Namespace) -> str:
         value = getattr(args, option)
         if value is not None:
             parts += ["--" + option.replace("_", "-"), str(value)]
-    for option in ("size", "shards", "batch", "time_limit", "threads", "init", "lambda_rec"):
+    for option in (
+        "size", "shards", "batch", "time_limit", "threads", "init", "lambda_rec", "pointmap_vae",
+    ):  # fmt: skip
         value = getattr(args, option, None)
         if option == "size" and isinstance(value, tuple):
             value = str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
@@ -160,6 +169,8 @@ def _model_options(args: argparse.Namespace) -> dict[str, object]:
         options["init"] = args.init
     if args.random_init:
         options["random_init"] = True
+    if getattr(args, "pointmap_vae", None) is not None:
+        options["pointmap_vae"] = str(args.pointmap_vae)
     if getattr(args, "no_geometry", False):
         options["no_geometry"] = True
     if getattr(args, "lambda_rec", None) is not None:

@@ -52,7 +52,7 @@ HELDOUT = True
 #: Trains under ``torchrun`` (`vfm3d.zoo.train_model` joins the process group first).
 DISTRIBUTED = True
 #: Options of ``vfm3d zoo train`` that only this model takes.
-OPTIONS = ("init", "random_init")
+OPTIONS = ("init", "random_init", "pointmap_vae")
 #: `vfm3d.zoo.train_model` copies ``provenance.json`` into ``model/``.
 PROVENANCE_IN_MODEL = True
 
@@ -88,11 +88,13 @@ def train(
     heldout: ClipTensors | None = None,
     init: str | None = None,
     random_init: bool = False,
+    pointmap_vae: str | None = None,
 ) -> dict[str, Any]:
     """Train both stages into ``out`` (resumable); the model goes to ``out/model``.
 
     ``batch`` sets the VAE batch (the DiT's is twice it, as wan-mini); ``init`` the video model
-    (default ``zoo/wan-mini``); ``random_init`` trains the DiT from random weights.
+    (default ``zoo/wan-mini``); ``random_init`` trains the DiT from random weights;
+    ``pointmap_vae`` reuses another run's stage-1 VAE (`copy_pointmap_vae_stage`).
     """
     config = TrainConfig(random_init=bool(random_init))
     if batch:
@@ -108,4 +110,5 @@ def train(
         config=config,
         progress=progress,
         deadline=deadline,
+        pointmap_vae_from=pointmap_vae,
     )
