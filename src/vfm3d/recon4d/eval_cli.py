@@ -3,11 +3,13 @@ scored per sequence and on average (MonST3R's video protocol).
 
 Examples::
 
-    vfm3d world --kind dynamic --clips 24 --frames 9 --size 32 --seed 7000000 --out heldout/
+    vfm3d world --kind dynamic --clips 24 --frames 9 --height 32 --width 32 --seed 7000000 --out heldout/
     vfm3d recon4d eval --model zoo/sora3r-mini --data heldout/ --out eval/sora3r
     vfm3d recon4d eval --model gt --data heldout/ --out eval/gt          # the recovery's ceiling
     vfm3d recon4d eval --model floor --data heldout/ --out eval/floor    # static camera, flat depth
     vfm3d recon4d eval --model zoo/vggt-mini --data /data/sintel --kind sintel --out eval/vggt
+    vfm3d extract --data heldout/ --backbone zoo/wan-mini --layers 2 --timesteps 749 --out feats/
+    vfm3d recon4d eval --model probe:runs/probe --features feats/ --data heldout/ --out eval/probe
 
 Models (``--model``):
 
@@ -17,6 +19,12 @@ Models (``--model``):
   recovery as Sora3R (`vfm3d.recon4d.sora3r.recover_cameras`: Weiszfeld focal, PnP-RANSAC, depth
   by re-projection), so the comparison is of point maps; ``--expert-heads`` scores its own camera
   and depth heads instead;
+- ``probe:RUN_DIR`` with ``--features CACHE``: a trained vfm3d probe (a ``vfm3d probe train`` run
+  folder; the ``probe:`` prefix is required, a bare run folder is an error saying so) on the
+  clips' cached features (``vfm3d extract`` of ``--data`` with the probe's backbone, layer and
+  timestep, all frames): its point maps and confidence of every frame of the clip at once (frame
+  0 the reference; every frame must have features, else an error naming the clip and frames),
+  through the same recovery as the VGGT row (`vfm3d.recon4d.probe_runner`);
 - ``gt``: the clip's true point maps (`vfm3d.geometry.probe_targets`) through that recovery: the
   ceiling of the recovery (near-zero error);
 - ``floor``: a static camera (identity poses) and a flat depth (1 everywhere).
@@ -36,8 +44,9 @@ same on the dynamic pixels (``dynamic_*``: the sequence's alignment, evaluated t
 (``monst3r`` default: TUM-dynamics / ScanNet 90 frames at stride 3, Bonn frames 30-139, Sintel's
 14 sequences; depth clipped at 70 on Sintel and Bonn; ``none``: all frames, no clipping).
 
-Writes into ``--out``: ``metrics.json`` (settings, every sequence, the means with bootstrap 95%
-intervals over sequences), ``per_sequence.csv`` and ``summary.md``; prints the summary table.
+Writes into ``--out``: ``metrics.json`` (settings, the probe's run / features / backbone / layer /
+timestep under ``probe``, every sequence, the means with bootstrap 95% intervals over
+sequences), ``per_sequence.csv`` and ``summary.md``; prints the summary table.
 """
 
 from __future__ import annotations
@@ -82,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument(
         "--model",
         required=True,
-        help="zoo/sora3r-mini or a Sora3R folder, zoo/vggt-mini or a VGGT folder, gt, floor",
+        help="zoo/sora3r-mini or a Sora3R folder, zoo/vggt-mini or a VGGT folder, "
+        "probe:RUN_DIR (a `vfm3d probe train` run; with --features), gt, floor",
     )
     ev.add_argument(
         "--data", required=True, help="clip folder / clip file, or a dataset root with --kind"
@@ -100,6 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="3D expert: score its camera / depth heads instead of its point maps' recovery",
     )
+    ev.add_argument(
+        "--features",
+        default=None,
+        help="probe: feature cache of --data's clips (vfm3d extract: the probe's backbone, "
+        "layer and timestep, all frames)",
+    )
     ev.add_argument("--device", default="cpu", help="torch device (default cpu)")
     ev.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -109,7 +125,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def gt_reconstruction(clip: Clip) -> Reconstruction:
     """The clip's true point maps (frame 0's camera, normalised) through `recover_cameras`."""
     from vfm3d.geometry import probe_targets
-    from vfm3d.recon4d.sora3r import recover_cameras, to_input_resolution
 
     _require_ground_truth(clip)
     assert clip.depth is not None and clip.valid is not None
@@ -119,10 +134,8 @@ def gt_reconstruction(clip: Clip) -> Reconstruction:
         torch.from_numpy(clip.intrinsics).double(),
         torch.from_numpy(clip.cam_to_world),
     )
-    result = recover_cameras(targets.points, targets.valid)
     meta = {"model": "gt", "method": "true point maps -> cameras_from_pointmaps"}
-    meta.update(_recovery_meta(result))
-    return to_input_resolution(clip.frames, result, _timestamps(clip), meta)
+    return pointmap_reconstruction(clip, targets.points, targets.valid, None, meta)
 
 
 def floor_reconstruction(clip: Clip) -> Reconstruction:
@@ -154,12 +167,31 @@ def _recovery_meta(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pointmap_reconstruction(
+    clip: Clip,
+    points: torch.Tensor,
+    valid: torch.Tensor | None,
+    conf: torch.Tensor | None,
+    meta: dict[str, Any],
+) -> Reconstruction:
+    """Point maps ``[T, h, w, 3]`` (frame 0's camera; ``valid`` / ``conf`` ``[T, h, w]``, None:
+    all valid / unweighted) -> cameras and depth by `recover_cameras`, at the clip's resolution
+    (`to_input_resolution`): the recovery shared by the gt, VGGT and probe rows."""
+    from vfm3d.recon4d.sora3r import recover_cameras, to_input_resolution
+
+    if valid is None:
+        valid = torch.ones(points.shape[:-1], dtype=torch.bool)
+    result = recover_cameras(points.double(), valid, None if conf is None else conf.double())
+    meta = {**meta, **_recovery_meta(result)}
+    return to_input_resolution(clip.frames, result, _timestamps(clip), meta)
+
+
 def expert_runner(
     model: str, heads: bool, device: str, progress: bool
 ) -> Callable[[Clip], Reconstruction]:
     """A VGGT-architecture expert as a clip -> reconstruction function (module docstring)."""
     from vfm3d.recon4d.expert import ExpertReconstructor, load_expert
-    from vfm3d.recon4d.sora3r import recover_cameras, to_input_resolution
+    from vfm3d.recon4d.sora3r import to_input_resolution
 
     runner = ExpertReconstructor(load_expert(model, device=device), device=device, progress=False)
 
@@ -172,30 +204,57 @@ def expert_runner(
                 "intrinsics": small.intrinsics,
                 "cam_to_world": small.cam_to_world,
             }
-            method = "VGGT camera and depth heads"
-        else:
-            points = torch.from_numpy(small.points).double()
-            conf = torch.from_numpy(small.points_conf).double()
-            valid = torch.ones(points.shape[:-1], dtype=torch.bool)
-            result = recover_cameras(points, valid, conf)
-            method = "VGGT point maps -> cameras_from_pointmaps"
-        meta = {**small.meta, "model": model, "method": method}
-        if not heads:
-            meta.update(_recovery_meta(result))
-        return to_input_resolution(clip.frames, result, _timestamps(clip), meta)
+            meta = {**small.meta, "model": model, "method": "VGGT camera and depth heads"}
+            return to_input_resolution(clip.frames, result, _timestamps(clip), meta)
+        points = torch.from_numpy(small.points)
+        conf = torch.from_numpy(small.points_conf)
+        meta = {**small.meta, "model": model, "method": "VGGT point maps -> cameras_from_pointmaps"}
+        return pointmap_reconstruction(clip, points, None, conf, meta)
 
     return run
 
 
+class ProbeReconstructor:
+    """A trained probe on cached features (`vfm3d.recon4d.probe_runner.ProbePointMaps`) as a
+    clip -> reconstruction function: its point maps of every frame through
+    `pointmap_reconstruction`; ``settings`` is what the record keeps of the probe."""
+
+    def __init__(self, run_dir: str, features: str | None, data: str, device: str) -> None:
+        from vfm3d.recon4d.probe_runner import PROBE_PREFIX, ProbePointMaps
+
+        self.maps = ProbePointMaps(run_dir, features, data=data, device=device)
+        self.name = f"{PROBE_PREFIX}{run_dir}"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.maps.settings
+
+    def __call__(self, clip: Clip) -> Reconstruction:
+        points, conf, meta = self.maps(clip)
+        meta = {**meta, "model": self.name, "method": "probe point maps -> cameras_from_pointmaps"}
+        return pointmap_reconstruction(clip, points, None, conf, meta)
+
+
 def make_model(args: argparse.Namespace) -> Callable[[Clip], Reconstruction]:
     """``--model`` as a clip -> `Reconstruction` function at the clip's resolution."""
+    from vfm3d.recon4d.probe_runner import PROBE_PREFIX, is_probe_model, is_probe_run
     from vfm3d.recon4d.sora3r import Sora3RReconstructor, is_sora3r_model, load_sora3r
 
     name = str(args.model)
+    if getattr(args, "features", None) is not None and not is_probe_model(name):
+        raise ValueError(f"--features is for --model {PROBE_PREFIX}RUN_DIR, not --model {name}")
     if name == "gt":
         return gt_reconstruction
     if name == "floor":
         return floor_reconstruction
+    if is_probe_model(name):
+        run_dir = name.removeprefix(PROBE_PREFIX)
+        return ProbeReconstructor(run_dir, args.features, str(args.data), args.device)
+    if is_probe_run(name):
+        raise ValueError(
+            f"--model {name} is a probe run folder: pass it as --model {PROBE_PREFIX}{name} "
+            "--features CACHE"
+        )
     if is_sora3r_model(name):
         runner = Sora3RReconstructor(
             load_sora3r(name, device=args.device),
@@ -210,7 +269,7 @@ def make_model(args: argparse.Namespace) -> Callable[[Clip], Reconstruction]:
         return expert_runner(name, args.expert_heads, args.device, not args.quiet)
     raise FileNotFoundError(
         f"--model {name}: neither {', '.join(BUILTIN_MODELS)}, a zoo model (zoo/sora3r-mini, "
-        "zoo/vggt-mini) nor an existing model folder"
+        "zoo/vggt-mini), probe:RUN_DIR nor an existing model folder"
     )
 
 
@@ -439,6 +498,7 @@ def main(args: argparse.Namespace) -> int:
         "max_depth": max_depth,
         "sora3r": {"steps": args.steps, "samples": args.samples, "seed": args.seed},
         "expert_heads": bool(args.expert_heads),
+        "probe": getattr(model, "settings", None),
         "sequences": rows,
         **summary,
     }
