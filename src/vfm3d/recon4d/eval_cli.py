@@ -119,6 +119,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--device", default="cpu", help="torch device (default cpu)")
     ev.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    from vfm3d.recon4d.compare import add_compare_arguments
+
+    add_compare_arguments(
+        sub.add_parser(
+            "compare", help="one table of several eval outputs (seeds, bootstrap, differences)"
+        )
+    )
 
 
 # --------------------------------------------------------------------------- the models
@@ -469,6 +476,10 @@ def open_data(data: str, kind: str | None, protocol: str) -> tuple[Any, float | 
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.action == "compare":
+        from vfm3d.recon4d.compare import compare_main
+
+        return compare_main(args)
     from tqdm import tqdm
 
     from vfm3d.utils.atomic import atomic_write_json, atomic_write_text

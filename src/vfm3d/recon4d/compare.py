@@ -1,0 +1,106 @@
+"""``vfm3d recon4d compare``: one table of several ``vfm3d recon4d eval`` outputs on the same
+clips, seeds pooled per row, bootstrap intervals over clips and paired differences against a
+reference row (`vfm3d.report.comparison`).
+
+Example (the Sora3R comparison: video prior vs random initialisation, two seeds each)::
+
+    vfm3d recon4d compare --out eval/table --reference sora3r-random-init \\
+        --row sora3r-mini=eval/s0,eval/s1 --row sora3r-random-init=eval/r0,eval/r1 \\
+        --row vggt-mini=eval/vggt --row gt=eval/gt --row floor=eval/floor
+
+Writes ``OUT/comparison.json`` and ``OUT/comparison.md`` and prints the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: Default columns: cameras, then video depth after the per-sequence median scale.
+DEFAULT_METRICS = ("ate", "rpe_trans", "rpe_rot_deg", "abs_rel_median", "delta1_median")
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--row",
+        action="append",
+        required=True,
+        metavar="NAME=DIR[,DIR...]",
+        help="a table row: its name and one `recon4d eval` output folder per seed",
+    )
+    parser.add_argument("--reference", default=None, help="row the others are differenced with")
+    parser.add_argument(
+        "--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated metric columns"
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+
+
+def parse_row(text: str) -> tuple[str, list[Path]]:
+    """``"name=dir1,dir2"`` -> ``("name", [dir1, dir2])``."""
+    name, sep, dirs = text.partition("=")
+    if not sep or not name or not dirs:
+        raise ValueError(f"--row {text!r}: expected NAME=DIR[,DIR...]")
+    return name, [Path(d) for d in dirs.split(",") if d]
+
+
+def load_sequences(folder: Path) -> dict[str, dict[str, Any]]:
+    """``{sequence id: metrics}`` of one ``recon4d eval`` output folder."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (run `vfm3d recon4d eval ... --out {folder}`)")
+    record = json.loads(path.read_text())
+    rows = record.get("sequences")
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: no 'sequences' list (not a recon4d eval output)")
+    return {str(r["id"]): r for r in rows}
+
+
+def compare(
+    rows: Sequence[tuple[str, Sequence[Path]]],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    reference: str | None = None,
+) -> dict[str, Any]:
+    """The comparison table (`vfm3d.report.comparison.comparison_table`) of eval folders; every
+    folder must have scored the same sequences."""
+    from vfm3d.report.comparison import comparison_table
+
+    models: dict[str, list[dict[str, dict[str, Any]]]] = {}
+    ids: set[str] | None = None
+    for name, folders in rows:
+        if name in models:
+            raise ValueError(f"row {name!r} given twice")
+        runs = [load_sequences(f) for f in folders]
+        for folder, run in zip(folders, runs, strict=True):
+            if ids is None:
+                ids = set(run)
+            elif set(run) != ids:
+                raise ValueError(
+                    f"{folder}: scored {len(run)} sequences, not the same ones as the first row "
+                    f"({len(ids)}); compare evaluations of one --data folder"
+                )
+        models[name] = runs
+    table = comparison_table(models, list(metrics), reference=reference)
+    table["folders"] = {name: [str(f) for f in folders] for name, folders in rows}
+    return table
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    from vfm3d.report.comparison import to_markdown
+    from vfm3d.utils.atomic import atomic_write_json, atomic_write_text
+
+    rows = [parse_row(text) for text in args.row]
+    metrics = [m for m in str(args.metrics).split(",") if m]
+    table = compare(rows, metrics, args.reference)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = to_markdown(table)
+    atomic_write_json(out / "comparison.json", table)
+    atomic_write_text(out / "comparison.md", text)
+    print(text, end="")
+    return 0
+
+
+__all__ = ["DEFAULT_METRICS", "add_compare_arguments", "compare", "compare_main", "parse_row"]
