@@ -31,9 +31,9 @@ def test_reconstruct_example_writes_scored_report(model_dir: Path, tmp_path: Pat
     assert metrics == result["metrics"]
     for key in ("ate", "rpe_trans", "rpe_rot_deg", "abs_rel", "delta1"):
         assert math.isfinite(metrics[key]), key
-    assert result["clip"] == "world-dynamic-3" and result["frames"] == 5
+    assert result["clip"] == "dynamic-s3-000000" and result["frames"] == 5
     html = (out / "report.html").read_text()
-    assert "world-dynamic-3" in html
+    assert "dynamic-s3-000000" in html
 
 
 def test_demo_step_links_the_reconstruction(
@@ -61,7 +61,7 @@ def test_demo_step_links_the_reconstruction(
     assert written["links"] == [
         ("4D reconstruction (Sora3R): report", "reconstruction/report.html")
     ]
-    assert "ATE" in written["notes"][0] and "world-dynamic-4" in written["notes"][0]
+    assert "ATE" in written["notes"][0] and "dynamic-s4-000000" in written["notes"][0]
 
 
 def test_demo_step_skipped_without_the_model(tmp_path: Path, monkeypatch) -> None:

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: Seed of the demo's clip: the first clip of the comparison's held-out dynamic folder
-#: (``vfm3d world --kind dynamic --clips 24 --frames 9 --size 32 --seed 7000000``), which no
-#: training set of the zoo draws from.
+#: Dataset seed of the comparison's held-out dynamic folder (``vfm3d world --kind dynamic --clips
+#: 24 --frames 9 --height 32 --width 32 --seed 7000000``), which no training set of the zoo draws
+#: from; the demo reconstructs its clip 0.
 EXAMPLE_SEED = 7_000_000
 
 
@@ -26,11 +26,14 @@ def reconstruct_example(
     out_dir: str | os.PathLike[str],
     model: str = "zoo/sora3r-mini",
     seed: int = EXAMPLE_SEED,
+    index: int = 0,
     steps: int | None = None,
     samples: int = 1,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Render the dynamic world clip of ``seed`` at the model's frames and size, reconstruct it,
+    """Render clip ``index`` of the dynamic world dataset of ``seed`` (the same clip as
+    ``vfm3d world --kind dynamic --seed SEED`` writes, same id) at the model's frames and size,
+    reconstruct it,
     write the standard files, ``metrics.json`` and ``report.html`` into ``out_dir``.
 
     Returns ``{"clip", "frames", "seconds", "report", "metrics"}`` (``metrics`` from
@@ -40,13 +43,20 @@ def reconstruct_example(
     from vfm3d.recon4d.report import write_reconstruction_report
     from vfm3d.recon4d.sora3r import Sora3RReconstructor, load_sora3r
     from vfm3d.utils.atomic import atomic_write_json
-    from vfm3d.world import render_clip
+    from vfm3d.world import clip_seed, dataset_clip_id, render_clip
 
     out = Path(out_dir)
     start = time.perf_counter()
     loaded = load_sora3r(model, device=device)
     height, width = loaded.size
-    clip = render_clip("dynamic", seed, loaded.frames, height, width)
+    clip = render_clip(
+        "dynamic",
+        clip_seed(seed, index),
+        loaded.frames,
+        height,
+        width,
+        clip_id=dataset_clip_id("dynamic", seed, index),
+    )
     runner = Sora3RReconstructor(
         loaded, steps=steps, samples=samples, seed=0, device=device, progress=False
     )
