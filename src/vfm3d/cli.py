@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vfm3d.jointgen.cameras_cli",
         "cameras and point maps of a video / image folder / clips from a joint generator (V2C)",
     ),
+    "jointgen": (
+        "vfm3d.jointgen.cli",
+        "evaluate joint generators (eval: consistency, Frechet, V2C cameras; compare: one table)",
+    ),
     "spatial": (
         "vfm3d.spatial.cli",
         "spatial questions (VSI-Bench's 8 task types) from world room clips",

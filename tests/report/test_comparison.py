@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vfm3d.report.comparison import (
+    add_columns,
     bootstrap_mean,
     comparison_table,
     paired_difference,
+    parse_row,
     seed_averaged,
+    set_statistic_cells,
+    set_statistic_draws,
     to_markdown,
+    write_table,
 )
 
 
@@ -72,3 +79,45 @@ def test_table_and_markdown() -> None:
     assert "-2.500" in text
     with pytest.raises(ValueError, match="reference"):
         comparison_table(runs, ["ate"], reference="nope")
+
+
+def _gap(a: np.ndarray, b: np.ndarray) -> float:
+    """A set statistic: how far the first set's mean lies above the second's."""
+    return float(a.mean() - b.mean())
+
+
+def test_set_statistic_cells_are_paired_on_the_same_draws(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(20, 1))
+    near = real + 0.5 + rng.normal(scale=0.1, size=(20, 1))
+    far = near + 1.0  # the same items one further: the paired difference is exactly 1
+    value, draws = set_statistic_draws([(near, real)], _gap, samples=100)
+    assert value == pytest.approx(_gap(near, real)) and draws.shape == (100,)
+    again = set_statistic_draws([(near, real)], _gap, samples=100)[1]
+    assert np.array_equal(draws, again)  # seeded
+    models = {"far": [(far, real), (far, real)], "near": [(near, real)], "none": []}
+    cells = set_statistic_cells(models, _gap, reference="near", samples=200)
+    assert set(cells) == {"far", "near"}
+    assert cells["far"]["seeds"] == [pytest.approx(_gap(far, real))] * 2
+    assert cells["far"]["diff"]["mean"] == pytest.approx(1.0)
+    assert cells["far"]["diff"]["ci95"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    lo, hi = cells["near"]["ci95"]
+    assert lo <= cells["near"]["mean"] <= hi and "diff" not in cells["near"]
+    unpaired = set_statistic_cells(
+        models, _gap, "near", samples=50, pairing={"far": "a", "near": "b"}
+    )
+    assert "diff" not in unpaired["far"]
+    with pytest.raises(ValueError, match="sizes"):
+        set_statistic_draws([(near, real), (near[:5], real)], _gap)
+
+    table = comparison_table({"far": [{"c": {"x": 1.0}}], "near": [{"c": {"x": 2.0}}]}, ["x"])
+    add_columns(table, {"gap": cells})
+    table["notes"] = ["lower is better: gap"]
+    text = write_table(tmp_path / "t", table)
+    assert "gap" in text.splitlines()[0] and text.rstrip().endswith("lower is better: gap")
+    assert (tmp_path / "t" / "comparison.json").is_file()
+    with pytest.raises(ValueError, match="not a row"):
+        add_columns(table, {"gap": {"other": cells["far"]}})
+    assert parse_row("a=x,y") == ("a", [Path("x"), Path("y")])
+    with pytest.raises(ValueError, match="NAME=DIR"):
+        parse_row("a")

@@ -215,7 +215,7 @@ class ExpertGeometry:
         for lo in range(0, len(starts), self.batch):
             chunk = list(starts[lo : lo + self.batch])
             first = np.asarray(chunk)
-            depth, intrinsics, cam_to_world = self._forward(
+            depth, intrinsics, cam_to_world = self.predict(
                 np.stack([clip.frames[first], clip.frames[first + 1]], axis=1)
             )
             for b in range(len(chunk)):
@@ -228,12 +228,12 @@ class ExpertGeometry:
             k = next(i for i, (a, b) in enumerate(spans) if a <= s and s + 1 < b)
             if k not in done:
                 a, b = spans[k]
-                done = {k: tuple(x[0] for x in self._forward(clip.frames[None, a:b]))}
+                done = {k: tuple(x[0] for x in self.predict(clip.frames[None, a:b]))}
             depth, intrinsics, cam_to_world = done[k]
             yield _pair_from_depth(depth, intrinsics, cam_to_world, s - spans[k][0])
 
     @torch.no_grad()
-    def _forward(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def predict(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """uint8 ``[B, S, H, W, 3]`` -> float64 ``depth [B, S, H, W]``, ``K [B, S, 3, 3]``,
         ``cam_to_world [B, S, 4, 4]`` (decoded as `vfm3d.recon4d.expert` does)."""
         images = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)

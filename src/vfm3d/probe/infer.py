@@ -115,3 +115,102 @@ def predict_clips(
         )
         written.append(out)
     return written
+
+
+class WholeClipProbe:
+    """A trained probe on **every** frame of a clip at once, from cached features.
+
+    ``run_dir``: a ``vfm3d probe train`` run folder; ``features``: the feature cache of the
+    clips (``vfm3d extract`` of them with the run's backbone, layer and timestep). Frame ``t``
+    reads its temporally matching feature frame (the probe's trunk takes any frame count; frame
+    0 is the reference frame). Every frame needs features: a clip with frames the backbone was
+    not fed is a ValueError naming the clip and the frames. Coordinates: frame 0's OpenCV
+    camera, scale-normalised as the probe's targets.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        features: str | os.PathLike[str],
+        device: str = "cpu",
+    ) -> None:
+        from vfm3d.probe.data import StoreFeatureSource
+        from vfm3d.probe.evaluate import load_probe
+
+        self.run = Path(run_dir)
+        if not self.run.is_dir():
+            raise FileNotFoundError(f"probe run folder not found: {self.run}")
+        self.model, self.info = load_probe(self.run, device)
+        self.device = device
+        self.features = Path(features)
+        if not (self.features / "manifest.json").is_file():
+            raise FileNotFoundError(
+                f"{self.features}: not a feature cache (no manifest.json); run `vfm3d extract` "
+                f"on the evaluated clips with the probe's backbone ({self.info['backbone']}), "
+                f"--layers {self.info['layer']}"
+                + (f" --timesteps {self.info['timestep']}" if self.info.get("timestep") else "")
+            )
+        self._frames: dict[str, int] = {}
+        self.source = StoreFeatureSource(
+            self.features,
+            str(self.info["backbone"]),
+            int(self.info["layer"]),
+            self.info.get("timestep"),
+            num_frames=self._frames.__getitem__,
+        )
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What an evaluation record keeps of the probe: run, features, backbone, layer,
+        timestep, the evaluated step."""
+        return {
+            "run": str(self.run.resolve()),
+            "features": str(self.features.resolve()),
+            "backbone": self.info["backbone"],
+            "layer": int(self.info["layer"]),
+            "timestep": self.info.get("timestep"),
+            "evaluated_step": int(self.info["evaluated_step"]),
+        }
+
+    def tokens(self, clip_id: str, num_frames: int) -> torch.Tensor:
+        """``[T, h, w, C]`` float32: the feature frame of each of the clip's ``num_frames``."""
+        from vfm3d.probe.data import read_frames
+
+        self._frames[clip_id] = int(num_frames)
+        try:
+            frame_index = read_frames(self.source, clip_id, [0])[1].long()
+        except KeyError as error:
+            raise ValueError(
+                f"clip {clip_id!r}: no features in {self.features} for backbone "
+                f"{self.info['backbone']}, layer {self.info['layer']} (run `vfm3d extract` on "
+                "the evaluated clips first)"
+            ) from error
+        missing = [int(t) for t in (frame_index < 0).nonzero().flatten()]
+        if missing:
+            raise ValueError(
+                f"clip {clip_id!r}: frames {missing} of its {num_frames} have no features in "
+                f"{self.features}; the probe predicts every frame, so every frame needs features"
+            )
+        return read_frames(self.source, clip_id, frame_index.tolist())[0].float()
+
+    @torch.no_grad()
+    def __call__(self, clip: Any, count: int | None = None) -> dict[str, torch.Tensor]:
+        """Predict on the first ``count`` frames (default all ``T``) of ``clip`` (whose cached
+        features cover all its frames) -> ``pose_enc [T, 9]``, ``cam_to_world`` and
+        ``world_to_cam [T, 4, 4]`` float64, ``intrinsics [T, 3, 3]`` float64 (pixels of the
+        output size: the probe's ``output_size``, else the clip's), ``points [T, H, W, 3]``,
+        ``points_conf``, ``depth`` ``[T, H, W]`` (on the CPU)."""
+        tokens = self.tokens(clip.id, clip.num_frames)[: count or clip.num_frames]
+        size = self.model.config.output_size
+        out_hw = (int(size[0]), int(size[1])) if size else (clip.height, clip.width)
+        pred = self.model(tokens[None].to(self.device), out_hw)
+        world_to_cam, intrinsics = decode_pose(_finite_fov(pred["pose_enc"][0]), out_hw)
+        return {
+            "pose_enc": pred["pose_enc"][0].detach().cpu(),
+            "world_to_cam": world_to_cam,
+            "cam_to_world": invert_rigid(world_to_cam),
+            "intrinsics": intrinsics,
+            "points": pred["points"][0].detach().cpu(),
+            "points_conf": pred["points_conf"][0].detach().cpu(),
+            "depth": pred["depth"][0].detach().cpu(),
+        }
