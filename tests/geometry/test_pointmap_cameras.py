@@ -193,6 +193,48 @@ def test_frame_without_points_falls_back_to_previous_pose() -> None:
     assert rotation < 1e-3 and translation < 3e-3
 
 
+def test_a_wrong_pnp_minimum_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PnP pose that puts the frame's points behind the camera (a wrong minimum, as seen on
+    small noisy point maps) is replaced by the previous pose and flagged; good frames keep
+    their exact pose."""
+    import numpy as np
+
+    import vfm3d.geometry.pointmap_cameras as module
+
+    points, cam_to_world, _ = _scene(seed=7)
+    solve = module._solve_pnp
+    calls = []
+
+    def flipped_on_frame_3(*args, **kwargs):
+        pose = solve(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3 and pose is not None:  # frame 3: mirror the camera through the scene
+            pose = pose.copy()
+            pose[:3, :3] = np.diag([1.0, -1.0, -1.0]) @ pose[:3, :3]
+            pose[:3, 3] = np.diag([1.0, -1.0, -1.0]) @ pose[:3, 3]
+        return pose
+
+    monkeypatch.setattr(module, "_solve_pnp", flipped_on_frame_3)
+    out = cameras_from_pointmaps(points)
+    assert out.fallback.tolist() == [False, False, False, True, False]
+    assert torch.equal(out.cam_to_world[3], out.cam_to_world[2])
+    keep = torch.tensor([0, 1, 2, 4])
+    rotation, translation = _pose_errors(out.cam_to_world[keep], cam_to_world[keep])
+    assert rotation < 1e-3 and translation < 3e-3
+
+
+def test_median_error_closed_form() -> None:
+    import numpy as np
+
+    from vfm3d.geometry.pointmap_cameras import _median_error
+
+    k = np.array([[10.0, 0, 5], [0, 10.0, 5], [0, 0, 1]])
+    obj = np.array([[0.0, 0, 1], [0.1, 0, 1], [0, 0.2, 2], [0, 0, -1]])
+    img = np.array([[5.0, 5], [6.0, 5], [5, 6], [5, 5]]) + np.array([[3.0, 0]])
+    # errors: 3, 3, 3, inf (behind) -> median 3
+    assert _median_error(np.eye(4), obj, img, k) == pytest.approx(3.0)
+
+
 def test_single_frame_and_determinism() -> None:
     points, _, depth = _scene(seed=7)
     single = cameras_from_pointmaps(points[:1])

@@ -17,7 +17,10 @@ Method:
    inliers, re-selected at the inliers' own error scale and refined again), on at most
    `max_points` correspondences (the most confident, else a seeded random subset). A frame
    with too few points or a failed PnP keeps the previous frame's pose and is flagged in
-   `fallback`.
+   `fallback`; so is a frame whose PnP pose has a median reprojection error on its
+   correspondences (points behind the camera counting as infinite) over twice that of the
+   previous frame's pose: a guard against the wrong minima PnP can reach on small, noisy point
+   maps (seen on 32x32 Sora3R samples: most points put behind the camera).
 3. Depth: each frame's point map mapped into its recovered camera; `depth = z` there, valid
    where the input was valid and `z > 0` (0 elsewhere).
 
@@ -37,6 +40,9 @@ from vfm3d.geometry.camera import invert_rigid, pixel_grid, project, transform_p
 
 _WEISZFELD_EPS = 1e-8
 _REFINE_ROUNDS = 4
+#: A PnP pose whose median reprojection error exceeds this multiple of the previous frame's
+#: pose's (on the same correspondences) is a wrong minimum, not a better fit.
+_GROSS_FAILURE = 2.0
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,9 @@ class PointmapCameras:
     - `valid` bool `[T, H, W]`: input valid and `z > 0` in the recovered camera.
     - `inlier_ratio` float32 `[T]`: fraction of the frame's valid pixels that reproject within
       `reprojection_px` of their pixel under the recovered camera (0 for a frame with none).
-    - `fallback` bool `[T]`: True where the pose could not be estimated and the previous
-      frame's `cam_to_world` was kept.
+    - `fallback` bool `[T]`: True where the pose could not be estimated (or PnP's pose reprojected
+      its correspondences over twice as badly as the previous frame's, by the median) and the previous frame's `cam_to_world`
+      was kept.
     """
 
     intrinsics: torch.Tensor
@@ -169,6 +176,20 @@ def _select(
         order = np.argsort(-conf[index], kind="stable")[:max_points]
         return np.sort(index[order])
     return np.sort(rng.choice(index, size=max_points, replace=False))
+
+
+def _median_error(
+    world_to_cam: np.ndarray, object_points: np.ndarray, image_points: np.ndarray, k: np.ndarray
+) -> float:
+    """Median reprojection error (pixels) of correspondences ``[N, 3]`` / ``[N, 2]`` under
+    camera ``world_to_cam`` ``[4, 4]`` (K ``[3, 3]``); points behind the camera count as
+    infinitely wrong."""
+    cam = object_points @ world_to_cam[:3, :3].T + world_to_cam[:3, 3]
+    z = cam[:, 2]
+    front = z > 1e-12
+    uv = cam[:, :2] / np.where(front, z, 1.0)[:, None] * np.diag(k)[:2] + k[:2, 2]
+    error = np.where(front, np.linalg.norm(uv - image_points, axis=-1), np.inf)
+    return float(np.median(error))
 
 
 def _solve_pnp(
@@ -329,16 +350,16 @@ def cameras_from_pointmaps(
         estimate = None
         if index.size >= min_points:
             chosen = _select(index, None if conf_np is None else conf_np[t], max_points, rng)
+            obj = np.ascontiguousarray(flat_points[t, chosen])
+            img = np.ascontiguousarray(grid[chosen])
+            k_t = np.ascontiguousarray(k64[t].numpy())
             estimate = _solve_pnp(
-                cv2,
-                np.ascontiguousarray(flat_points[t, chosen]),
-                np.ascontiguousarray(grid[chosen]),
-                np.ascontiguousarray(k64[t].numpy()),
-                ransac,
-                reprojection_px,
-                ransac_iterations,
-                min_points,
+                cv2, obj, img, k_t, ransac, reprojection_px, ransac_iterations, min_points
             )
+            if estimate is not None and _median_error(
+                estimate, obj, img, k_t
+            ) > _GROSS_FAILURE * _median_error(world_to_cam[t - 1], obj, img, k_t):
+                estimate = None  # a wrong minimum: the previous pose explains the frame better
         if estimate is None:
             world_to_cam[t] = world_to_cam[t - 1]
             fallback[t] = True
