@@ -28,7 +28,7 @@ def reconstruct_example(
     seed: int = EXAMPLE_SEED,
     index: int = 0,
     steps: int | None = None,
-    samples: int = 1,
+    samples: int = 4,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Render clip ``index`` of the dynamic world dataset of ``seed`` (the same clip as
@@ -36,6 +36,7 @@ def reconstruct_example(
     reconstruct it,
     write the standard files, ``metrics.json`` and ``report.html`` into ``out_dir``.
 
+    ``samples``: K point-map samples (default 4, the comparison's setting; see docs/recon4d.md).
     Returns ``{"clip", "frames", "seconds", "report", "metrics"}`` (``metrics`` from
     `vfm3d.recon4d.evaluate.score`: ATE, RPE, AbsRel, delta1, ...).
     """
