@@ -121,20 +121,24 @@ class WholeClipProbe:
     """A trained probe on **every** frame of a clip at once, from cached features.
 
     ``run_dir``: a ``vfm3d probe train`` run folder; ``features``: the feature cache of the
-    clips (``vfm3d extract`` of them with the run's backbone, layer and timestep). Frame ``t``
+    clips (``vfm3d extract`` of them with the run's backbone, layer and timestep); ``data`` only
+    names the clips in the ``vfm3d extract`` command that error messages suggest. Frame ``t``
     reads its temporally matching feature frame (the probe's trunk takes any frame count; frame
     0 is the reference frame). Every frame needs features: a clip with frames the backbone was
-    not fed is a ValueError naming the clip and the frames. Coordinates: frame 0's OpenCV
+    not fed is a `ProbeDataError` (a ValueError) naming the clip and the frames; so are a clip
+    without features and features of another channel count. No ``features`` is a ValueError, a
+    folder that is not a feature cache a FileNotFoundError. Coordinates: frame 0's OpenCV
     camera, scale-normalised as the probe's targets.
     """
 
     def __init__(
         self,
         run_dir: str | os.PathLike[str],
-        features: str | os.PathLike[str],
+        features: str | os.PathLike[str] | None,
         device: str = "cpu",
+        data: str | os.PathLike[str] = "CLIPS",
     ) -> None:
-        from vfm3d.probe.data import StoreFeatureSource
+        from vfm3d.probe.data import ProbeDataError, StoreFeatureSource
         from vfm3d.probe.evaluate import load_probe
 
         self.run = Path(run_dir)
@@ -142,27 +146,56 @@ class WholeClipProbe:
             raise FileNotFoundError(f"probe run folder not found: {self.run}")
         self.model, self.info = load_probe(self.run, device)
         self.device = device
-        self.features = Path(features)
+        self.data = str(data)
+        self.features = None if features is None else Path(features)
+        if self.features is None:
+            raise ValueError(
+                f"--model probe:{self.run} needs --features CACHE, the feature cache of the "
+                f"evaluated clips: {self.extract_hint()}"
+            )
         if not (self.features / "manifest.json").is_file():
             raise FileNotFoundError(
-                f"{self.features}: not a feature cache (no manifest.json); run `vfm3d extract` "
-                f"on the evaluated clips with the probe's backbone ({self.info['backbone']}), "
-                f"--layers {self.info['layer']}"
-                + (f" --timesteps {self.info['timestep']}" if self.info.get("timestep") else "")
+                f"--features {self.features}: not a feature cache (no manifest.json); "
+                f"{self.extract_hint()}"
             )
         self._frames: dict[str, int] = {}
-        self.source = StoreFeatureSource(
-            self.features,
-            str(self.info["backbone"]),
-            int(self.info["layer"]),
-            self.info.get("timestep"),
-            num_frames=self._frames.__getitem__,
+        try:
+            self.source = StoreFeatureSource(
+                self.features,
+                str(self.info["backbone"]),
+                int(self.info["layer"]),
+                self.info.get("timestep"),
+                num_frames=self._frames.__getitem__,
+            )
+        except ProbeDataError as error:
+            raise ProbeDataError(
+                f"{error}; the probe {self.run} reads {self.describe_features()}: "
+                f"{self.extract_hint()}"
+            ) from error
+
+    def describe_features(self) -> str:
+        """``backbone B, layer L[, timestep t]`` of the features this probe reads."""
+        timestep = self.info.get("timestep")
+        at = "" if timestep is None else f", timestep {timestep}"
+        return f"backbone {self.info['backbone']}, layer {self.info['layer']}{at}"
+
+    def extract_hint(self) -> str:
+        """``run `vfm3d extract ...``` naming the features this probe reads."""
+        timestep = self.info.get("timestep")
+        line = f"vfm3d extract --data {self.data} --backbone BACKBONE --layers {self.info['layer']}"
+        if timestep is not None:
+            line += f" --timesteps {timestep}"
+        line += f" --out {self.features or 'CACHE'}"
+        return (
+            f"run `{line}` first (BACKBONE: the model the probe was trained on, fingerprint "
+            f"{self.info['backbone']}; e.g. zoo/wan-mini for wan2.1-...)"
         )
 
     @property
     def settings(self) -> dict[str, Any]:
         """What an evaluation record keeps of the probe: run, features, backbone, layer,
         timestep, the evaluated step."""
+        assert self.features is not None
         return {
             "run": str(self.run.resolve()),
             "features": str(self.features.resolve()),
@@ -174,24 +207,33 @@ class WholeClipProbe:
 
     def tokens(self, clip_id: str, num_frames: int) -> torch.Tensor:
         """``[T, h, w, C]`` float32: the feature frame of each of the clip's ``num_frames``."""
-        from vfm3d.probe.data import read_frames
+        from vfm3d.probe.data import ProbeDataError, read_frames
 
         self._frames[clip_id] = int(num_frames)
         try:
             frame_index = read_frames(self.source, clip_id, [0])[1].long()
         except KeyError as error:
-            raise ValueError(
-                f"clip {clip_id!r}: no features in {self.features} for backbone "
-                f"{self.info['backbone']}, layer {self.info['layer']} (run `vfm3d extract` on "
-                "the evaluated clips first)"
+            raise ProbeDataError(
+                f"clip {clip_id!r}: no features in {self.features} for "
+                f"{self.describe_features()} (the evaluated clips need their own features): "
+                f"{self.extract_hint()}"
             ) from error
         missing = [int(t) for t in (frame_index < 0).nonzero().flatten()]
         if missing:
-            raise ValueError(
-                f"clip {clip_id!r}: frames {missing} of its {num_frames} have no features in "
-                f"{self.features}; the probe predicts every frame, so every frame needs features"
+            raise ProbeDataError(
+                f"clip {clip_id!r}: frames {missing} of its {num_frames} have no features "
+                f"in {self.features}; the probe row reconstructs every frame of a clip, so every "
+                "frame needs features (extract all frames: no --num-frames, and clips whose "
+                "frame count the backbone's rule accepts, e.g. Wan's 4k+1)"
             )
-        return read_frames(self.source, clip_id, frame_index.tolist())[0].float()
+        tokens = read_frames(self.source, clip_id, frame_index.tolist())[0].float()
+        channels = int(self.info["in_channels"])
+        if tokens.shape[-1] != channels:
+            raise ProbeDataError(
+                f"clip {clip_id!r}: features of {tokens.shape[-1]} channels in {self.features}, "
+                f"the probe {self.run} takes {channels}"
+            )
+        return tokens
 
     @torch.no_grad()
     def __call__(self, clip: Any, count: int | None = None) -> dict[str, torch.Tensor]:

@@ -8,7 +8,8 @@ Example (the Sora3R comparison: video prior vs random initialisation, two seeds 
         --row sora3r-mini=eval/s0,eval/s1 --row sora3r-random-init=eval/r0,eval/r1 \\
         --row vggt-mini=eval/vggt --row gt=eval/gt --row floor=eval/floor
 
-Writes ``OUT/comparison.json`` and ``OUT/comparison.md`` and prints the markdown.
+Writes ``OUT/comparison.json`` and ``OUT/comparison.md`` and prints the markdown (the options,
+row parsing and writing are `vfm3d.report.comparison`'s, shared with ``vfm3d jointgen compare``).
 """
 
 from __future__ import annotations
@@ -21,29 +22,6 @@ from typing import Any
 
 #: Default columns: cameras, then video depth after the per-sequence median scale.
 DEFAULT_METRICS = ("ate", "rpe_trans", "rpe_rot_deg", "abs_rel_median", "delta1_median")
-
-
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--row",
-        action="append",
-        required=True,
-        metavar="NAME=DIR[,DIR...]",
-        help="a table row: its name and one `recon4d eval` output folder per seed",
-    )
-    parser.add_argument("--reference", default=None, help="row the others are differenced with")
-    parser.add_argument(
-        "--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated metric columns"
-    )
-    parser.add_argument("--out", required=True, help="output folder")
-
-
-def parse_row(text: str) -> tuple[str, list[Path]]:
-    """``"name=dir1,dir2"`` -> ``("name", [dir1, dir2])``."""
-    name, sep, dirs = text.partition("=")
-    if not sep or not name or not dirs:
-        raise ValueError(f"--row {text!r}: expected NAME=DIR[,DIR...]")
-    return name, [Path(d) for d in dirs.split(",") if d]
 
 
 def load_sequences(folder: Path) -> dict[str, dict[str, Any]]:
@@ -62,10 +40,12 @@ def compare(
     rows: Sequence[tuple[str, Sequence[Path]]],
     metrics: Sequence[str] = DEFAULT_METRICS,
     reference: str | None = None,
+    samples: int | None = None,
 ) -> dict[str, Any]:
-    """The comparison table (`vfm3d.report.comparison.comparison_table`) of eval folders; every
-    folder must have scored the same sequences."""
-    from vfm3d.report.comparison import comparison_table
+    """The comparison table (`vfm3d.report.comparison.comparison_table`, ``samples`` bootstrap
+    resamples, default its own) of eval folders; every folder must have scored the same
+    sequences."""
+    from vfm3d.report.comparison import BOOTSTRAP_SAMPLES, comparison_table
 
     models: dict[str, list[dict[str, dict[str, Any]]]] = {}
     ids: set[str] | None = None
@@ -82,25 +62,22 @@ def compare(
                     f"({len(ids)}); compare evaluations of one --data folder"
                 )
         models[name] = runs
-    table = comparison_table(models, list(metrics), reference=reference)
+    samples = BOOTSTRAP_SAMPLES if samples is None else samples
+    table = comparison_table(models, list(metrics), reference=reference, samples=samples)
     table["folders"] = {name: [str(f) for f in folders] for name, folders in rows}
     return table
 
 
 def compare_main(args: argparse.Namespace) -> int:
-    from vfm3d.report.comparison import to_markdown
-    from vfm3d.utils.atomic import atomic_write_json, atomic_write_text
+    """``vfm3d recon4d compare`` (`vfm3d.report.comparison.add_compare_arguments`): write
+    ``OUT/comparison.json`` and ``OUT/comparison.md``, print the markdown."""
+    from vfm3d.report.comparison import parse_row, write_table
 
     rows = [parse_row(text) for text in args.row]
     metrics = [m for m in str(args.metrics).split(",") if m]
-    table = compare(rows, metrics, args.reference)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    text = to_markdown(table)
-    atomic_write_json(out / "comparison.json", table)
-    atomic_write_text(out / "comparison.md", text)
-    print(text, end="")
+    table = compare(rows, metrics, args.reference, samples=getattr(args, "samples", None))
+    print(write_table(args.out, table), end="")
     return 0
 
 
-__all__ = ["DEFAULT_METRICS", "add_compare_arguments", "compare", "compare_main", "parse_row"]
+__all__ = ["DEFAULT_METRICS", "compare", "compare_main"]

@@ -119,12 +119,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--device", default="cpu", help="torch device (default cpu)")
     ev.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
-    from vfm3d.recon4d.compare import add_compare_arguments
+    from vfm3d.recon4d.compare import DEFAULT_METRICS
+    from vfm3d.report.comparison import add_compare_arguments
 
     add_compare_arguments(
         sub.add_parser(
             "compare", help="one table of several eval outputs (seeds, bootstrap, differences)"
-        )
+        ),
+        "recon4d eval",
+        DEFAULT_METRICS,
     )
 
 
