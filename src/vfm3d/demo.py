@@ -5,14 +5,18 @@ clips), extracts features of several backbones — the zoo's trained miniature m
 shipped, otherwise tiny random-initialised configs, always with the ``pixels``/``random``/
 ``constant`` floors and the ``oracle`` ceiling — trains and evaluates a probe per
 (backbone, layer, timestep), and writes the report; when ``zoo/sora3r-mini`` is shipped it also
-reconstructs one held-out dynamic clip in 4D (``OUT/reconstruction/``, linked from the report). It is a `vfm3d.probe.sweep` run with a
-built-in spec (written to ``OUT/demo_spec.toml``, so the same run can be repeated with
-``vfm3d sweep --spec OUT/demo_spec.toml --out OUT``).
+reconstructs one held-out dynamic clip in 4D (``OUT/reconstruction/``), and when
+``zoo/jog3r-mini`` is shipped it generates two videos with cameras from the captions of held-out
+static clips and scores their 3D consistency next to the real clips' (``OUT/generation/``); both
+are linked from the report. It is a `vfm3d.probe.sweep` run with a built-in spec (written to
+``OUT/demo_spec.toml``, so the same run can be repeated with ``vfm3d sweep --spec
+OUT/demo_spec.toml --out OUT``).
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +96,20 @@ def _to_toml(spec: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_reconstruction(rows: list[dict[str, Any]], out: Path) -> dict[str, Any] | None:
+@dataclass
+class DemoStep:
+    """What an optional demo step adds to the main report: ``notes`` (paragraphs), ``links``
+    ((text, href) pairs, relative to ``OUT``) and the step's own ``result``."""
+
+    result: dict[str, Any]
+    notes: list[str]
+    links: list[tuple[str, str]]
+
+
+def add_reconstruction(out: Path) -> DemoStep | None:
     """When ``zoo/sora3r-mini`` is shipped: reconstruct one held-out dynamic world clip with it
-    into ``OUT/reconstruction/`` (`vfm3d.recon4d.example`) and rewrite ``OUT/report.html`` with
-    its scores and a link to its own report (3D view, predicted vs true cameras and depth)."""
-    from vfm3d.probe.sweep import write_outputs
+    into ``OUT/reconstruction/`` (`vfm3d.recon4d.example`); the step's note carries its scores
+    and its link the clip's own report (3D view, predicted vs true cameras and depth)."""
     from vfm3d.recon4d.example import reconstruct_example, shipped_sora3r
 
     if not shipped_sora3r():
@@ -110,14 +123,53 @@ def add_reconstruction(rows: list[dict[str, Any]], out: Path) -> dict[str, Any] 
         f"{m['abs_rel']:.3f}, delta1 {m['delta1']:.3f} (MonST3R protocol; see "
         "reconstruction/report.html)."
     )
-    write_outputs(
-        rows,
-        out,
-        extra_notes=[note],
-        extra_links=[("4D reconstruction (Sora3R): report", "reconstruction/report.html")],
+    print(note)
+    return DemoStep(
+        result, [note], [("4D reconstruction (Sora3R): report", "reconstruction/report.html")]
+    )
+
+
+def add_generation(out: Path) -> DemoStep | None:
+    """When ``zoo/jog3r-mini`` is shipped: generate two videos with cameras from the captions of
+    held-out static world clips into ``OUT/generation/`` (`vfm3d.jointgen.example`) and score
+    their 3D consistency and the real clips'; the step's note carries the scores and its link
+    the step's own report (playable videos, camera paths)."""
+    from vfm3d.jointgen.example import generate_example, shipped_jog3r
+
+    if not shipped_jog3r():
+        return None
+    result = generate_example(out / "generation")
+
+    def scores(key: str) -> str:
+        return ", ".join("-" if s[key] is None else f"{s[key]:.3f}" for s in result["scores"])
+
+    note = (
+        f"Joint generation (zoo/jog3r-mini, T2V+C, {len(result['scores'])} captions of held-out "
+        f"static clips, {result['seconds']['total']:.1f} s): 3D-consistency score (MEt3R-style, "
+        f"lower is more consistent) of the generated videos {scores('generated')}, of the real "
+        f"clips {scores('real')} (see generation/report.html)."
     )
     print(note)
-    return result
+    return DemoStep(
+        result, [note], [("Joint generation (JOG3R): videos, cameras", "generation/report.html")]
+    )
+
+
+def add_steps(rows: list[dict[str, Any]], out: Path) -> list[DemoStep]:
+    """Run the optional steps (`add_reconstruction`, `add_generation`; each skipped when its
+    model is not shipped) and, when any ran, rewrite ``OUT/report.html`` once with every step's
+    notes and links."""
+    from vfm3d.probe.sweep import write_outputs
+
+    steps = [s for s in (add_reconstruction(out), add_generation(out)) if s is not None]
+    if steps:
+        write_outputs(
+            rows,
+            out,
+            extra_notes=[n for s in steps for n in s.notes],
+            extra_links=[link for s in steps for link in s.links],
+        )
+    return steps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
     # World paths in the spec are generated under OUT; the spec file lives in OUT too.
     rows = run_sweep(load_spec(spec_path), out, progress=not args.quiet)
     if not args.quick:
-        add_reconstruction(rows, out)
+        add_steps(rows, out)
     print()
     print(to_markdown(rows))
     print(f"demo finished in {time.perf_counter() - start:.0f} s")

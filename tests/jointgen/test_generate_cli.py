@@ -15,12 +15,17 @@ from vfm3d.report.export import read_cameras_json, read_trajectory_tum
 from vfm3d.world import generate_dataset
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model") / "jog3r"
+def save_tiny_model(folder):
+    """A tiny random `JointGenerator` (with head and text encoder) saved to ``folder``, recorded
+    as trained on 9 frames of 32x32."""
     gen = JointGenerator.tiny(seed=0, corpus=["a red sofa in a room, the camera walks left"])
     gen.save_pretrained(folder, extra={"train": {"frames": 9, "height": 32, "width": 32}})
     return folder
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "jog3r")
 
 
 def _frames(path) -> np.ndarray:

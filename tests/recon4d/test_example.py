@@ -49,19 +49,11 @@ def test_demo_step_links_the_reconstruction(
         "reconstruct_example",
         lambda out_dir: original(out_dir, model=str(model_dir), seed=4),
     )
-    written: dict = {}
-
-    def fake_outputs(rows, out, spec=None, extra_notes=(), extra_links=()):
-        written.update(rows=rows, notes=list(extra_notes), links=list(extra_links))
-        return out / "report.html"
-
-    monkeypatch.setattr("vfm3d.probe.sweep.write_outputs", fake_outputs)
-    result = demo.add_reconstruction([{"backbone": "x"}], tmp_path)
-    assert result is not None and (tmp_path / "reconstruction" / "report.html").is_file()
-    assert written["links"] == [
-        ("4D reconstruction (Sora3R): report", "reconstruction/report.html")
-    ]
-    assert "ATE" in written["notes"][0] and "dynamic-s4-000000" in written["notes"][0]
+    step = demo.add_reconstruction(tmp_path)
+    assert step is not None and (tmp_path / "reconstruction" / "report.html").is_file()
+    assert step.links == [("4D reconstruction (Sora3R): report", "reconstruction/report.html")]
+    assert "ATE" in step.notes[0] and "dynamic-s4-000000" in step.notes[0]
+    assert step.result["clip"] == "dynamic-s4-000000"
 
 
 def test_demo_step_skipped_without_the_model(tmp_path: Path, monkeypatch) -> None:
@@ -69,7 +61,7 @@ def test_demo_step_skipped_without_the_model(tmp_path: Path, monkeypatch) -> Non
     from vfm3d.recon4d import example
 
     monkeypatch.setattr(example, "shipped_sora3r", lambda name="sora3r-mini": False)
-    assert demo.add_reconstruction([], tmp_path) is None
+    assert demo.add_reconstruction(tmp_path) is None
     assert not (tmp_path / "reconstruction").exists()
 
 

@@ -148,3 +148,33 @@ def test_markdown_bolds_nothing_in_a_constant_column() -> None:
     ]
     text = to_markdown(rows, metrics=("point_err", "auc@5"))
     assert "**0.0000**" not in text and "**1**" in text
+
+
+def test_html_videos_are_players_with_escaped_names(tmp_path) -> None:
+    videos = [("a <b> & 'c'", "clip's <1>.mp4"), ("plain", "sample_000.mp4")]
+    text = report_html.write_report(tmp_path / "r.html", "t", ROWS, [], videos=videos).read_text()
+    assert text.count("<video controls loop muted autoplay playsinline") == 2
+    assert "src='clip&#x27;s &lt;1&gt;.mp4'" in text and "<1>" not in text
+    assert "a &lt;b&gt; &amp; &#x27;c&#x27;" in text and "<b>" not in text
+    assert "src='sample_000.mp4'" in text
+    bare = report_html.write_report(tmp_path / "s.html", "t", ROWS, []).read_text()
+    assert "<video" not in bare and "<h2>Videos</h2>" not in bare
+
+
+def test_camera_paths_start_at_the_origin(tmp_path, monkeypatch) -> None:
+    cams = np.repeat(np.eye(4)[None], 5, 0)
+    cams[:, 0, 3] = np.arange(5.0) + 3.0  # a walk right from x = 3
+    still = np.repeat(np.eye(4)[None], 3, 0)
+    axes = []
+    save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda fig, path: (axes.extend(fig.axes), save(fig, path))[1]
+    )
+    path = plots.camera_paths(
+        [("walk", [("a", cams)]), ("still", [("b", still)])], tmp_path / "paths.png"
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [ax.get_title() for ax in axes] == ["walk", "still"]
+    line = axes[0].lines[0]
+    np.testing.assert_allclose(line.get_xdata(), np.arange(5.0))  # in the first camera's frame
+    np.testing.assert_allclose(line.get_ydata(), 0.0)

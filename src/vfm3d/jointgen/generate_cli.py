@@ -26,11 +26,14 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vfm3d.data.transforms import hw_argument
+
+if TYPE_CHECKING:
+    from vfm3d.jointgen.modes import Generation
 
 #: Fallback video size when the model folder does not record its training size.
 DEFAULT_FRAMES, DEFAULT_HW, DEFAULT_FPS = 9, (32, 32), 10.0
@@ -110,6 +113,55 @@ def _to_uint8(videos: Any) -> np.ndarray:
     return (videos.clamp(0, 1) * 255).round().byte().permute(0, 1, 3, 4, 2).numpy()
 
 
+def write_samples(
+    out: Path, result: Generation, first: int = 0, fps: float = DEFAULT_FPS
+) -> list[dict[str, Any]]:
+    """Write each video of ``result`` (`vfm3d.jointgen.modes.text_to_video`) into ``out`` as
+    ``sample_<first + j>.mp4`` and, when it has cameras, its ``_trajectory_tum.txt`` and
+    ``_cameras.json`` (timestamps ``frame / fps``; the module docstring). Returns one entry
+    per video (``name``, ``video``, ``seed``, and ``trajectory_tum``, ``cameras``, ``frames``
+    with cameras), as `write_cameras_index` lists them."""
+    from vfm3d.report.export import write_cameras_json, write_trajectory_tum
+
+    videos = _to_uint8(result.videos)
+    height, width = int(videos.shape[2]), int(videos.shape[3])
+    cams = result.cameras
+    entries: list[dict[str, Any]] = []
+    for j, seed in enumerate(result.seeds):
+        name = f"sample_{first + j:03d}"
+        entry: dict[str, Any] = {"name": name, "video": f"{name}.mp4", "seed": seed}
+        write_mp4(out / entry["video"], videos[j], fps)
+        if cams is not None:
+            stamps = cams.frames.numpy().astype(np.float64) / fps
+            poses = cams.cam_to_world[j].numpy()
+            k = cams.intrinsics[j].numpy()
+            entry["trajectory_tum"] = f"{name}_trajectory_tum.txt"
+            entry["cameras"] = f"{name}_cameras.json"
+            write_trajectory_tum(out / entry["trajectory_tum"], poses, timestamps=stamps)
+            write_cameras_json(out / entry["cameras"], k, poses, width, height, stamps)
+            entry["frames"] = json.loads((out / entry["cameras"]).read_text())["frames"]
+        entries.append(entry)
+    return entries
+
+
+def write_cameras_index(out: Path, samples: list[dict[str, Any]]) -> Path:
+    """``out/cameras.json``: every sample's cameras (`write_samples` entries; module docstring)."""
+    from vfm3d.report.export.cameras import CAMERAS_CONVENTION, CAMERAS_VERSION
+    from vfm3d.utils.atomic import atomic_write_json
+
+    target = out / "cameras.json"
+    atomic_write_json(
+        target,
+        {
+            "convention": CAMERAS_CONVENTION,
+            "version": CAMERAS_VERSION,
+            "world_frame": "each sample's first camera, the head's normalised scale",
+            "samples": samples,
+        },
+    )
+    return target
+
+
 def quiet_libraries() -> None:
     """Silence the progress bars transformers and diffusers draw while loading weights."""
     import diffusers
@@ -133,7 +185,6 @@ def main(args: argparse.Namespace) -> int:
 
     from vfm3d.jointgen.model import JointGenerator
     from vfm3d.jointgen.modes import SMOOTH_WEIGHT, text_to_video
-    from vfm3d.report.export import write_cameras_json, write_trajectory_tum
     from vfm3d.utils.atomic import atomic_write_json
 
     if args.threads:
@@ -173,37 +224,12 @@ def main(args: argparse.Namespace) -> int:
             smooth=not args.no_smooth,
             smooth_weight=weight,
         )
-        videos = _to_uint8(result.videos)
-        for j, seed in enumerate(chunk):
-            name = f"sample_{start + j:03d}"
-            entry: dict[str, Any] = {"name": name, "video": f"{name}.mp4", "seed": seed}
-            write_mp4(out / entry["video"], videos[j], args.fps)
-            cams = result.cameras
-            if cams is not None:
-                stamps = cams.frames.numpy().astype(np.float64) / args.fps
-                poses = cams.cam_to_world[j].numpy()
-                k = cams.intrinsics[j].numpy()
-                entry["trajectory_tum"] = f"{name}_trajectory_tum.txt"
-                entry["cameras"] = f"{name}_cameras.json"
-                write_trajectory_tum(out / entry["trajectory_tum"], poses, timestamps=stamps)
-                write_cameras_json(out / entry["cameras"], k, poses, width, height, stamps)
-                entry["frames"] = json.loads((out / entry["cameras"]).read_text())["frames"]
-            samples.append(entry)
-            bar.update(1)
+        samples += write_samples(out, result, start, args.fps)
+        bar.update(len(chunk))
     bar.close()
     seconds = time.perf_counter() - t0
     if args.cameras:
-        from vfm3d.report.export.cameras import CAMERAS_CONVENTION, CAMERAS_VERSION
-
-        atomic_write_json(
-            out / "cameras.json",
-            {
-                "convention": CAMERAS_CONVENTION,
-                "version": CAMERAS_VERSION,
-                "world_frame": "each sample's first camera, the head's normalised scale",
-                "samples": samples,
-            },
-        )
+        write_cameras_index(out, samples)
     record = {
         "model": str(args.model),
         "prompt": args.prompt,

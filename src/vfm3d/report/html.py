@@ -1,7 +1,9 @@
-"""A single self-contained ``report.html``: tables, figures (PNG embedded as base64) and, given a
-`SceneView`, an interactive WebGL 3D view with a depth-per-frame slider (`vfm3d.report.viewer`).
+"""A single self-contained ``report.html``: tables, figures (PNG embedded as base64), videos
+(linked, played in the page) and, given a `SceneView`, an interactive WebGL 3D view with a
+depth-per-frame slider (`vfm3d.report.viewer`).
 
-The page needs no network: the viewer's JavaScript and all data are inlined.
+The page needs no network: the viewer's JavaScript and all data are inlined; videos are files
+beside the page (relative links).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 #v3d-controls label{margin-right:1em;white-space:nowrap}
 #v3d-depth td,#v3d-depth th{text-align:center;vertical-align:top}
 #v3d-depth img{image-rendering:pixelated;width:256px}
+.videos{display:flex;flex-wrap:wrap;gap:1em}
+.videos figure{margin:0;width:256px}
+.videos video{width:256px;image-rendering:pixelated;background:#000}
+.videos figcaption{font-size:12px;color:#555}
 """
 
 
@@ -47,6 +53,16 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
+def _videos(videos: Sequence[tuple[str, str]]) -> str:
+    """A "Videos" section: each (caption, href) as a looping, muted, autoplaying player."""
+    items = "".join(
+        f"<figure><video controls loop muted autoplay playsinline src='{html.escape(href)}'>"
+        f"</video><figcaption>{html.escape(caption)}</figcaption></figure>"
+        for caption, href in videos
+    )
+    return f"<h2>Videos</h2><div class='videos'>{items}</div>"
+
+
 def write_report(
     path: str | os.PathLike[str],
     title: str,
@@ -57,14 +73,19 @@ def write_report(
     links: Sequence[tuple[str, str]] = (),
     scene: SceneView | None = None,
     max_points: int = POINT_CAP,
+    videos: Sequence[tuple[str, str]] = (),
 ) -> Path:
-    """Write the HTML report: ``notes`` paragraphs, the results table, the interactive 3D view
-    and depth slider of ``scene`` (when given; at most ``max_points`` points per cloud), then
-    each (caption, PNG) figure (static fallbacks when WebGL is unavailable) and the links."""
+    """Write the HTML report: ``notes`` paragraphs, the results table, each (caption, href)
+    of ``videos`` as an in-page player (``href`` relative to the page, e.g. an H.264 mp4), the
+    interactive 3D view and depth slider of ``scene`` (when given; at most ``max_points`` points
+    per cloud), then each (caption, PNG) figure (static fallbacks when WebGL is unavailable)
+    and the links."""
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"]
     parts.append(f"<style>{_STYLE}</style><h1>{html.escape(title)}</h1>")
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
     parts.append("<h2>Results</h2>" + _table(rows, metrics))
+    if videos:
+        parts.append(_videos(videos))
     if scene is not None:
         parts.append(scene_section(scene, max_points))
     shown = [(caption, Path(fig)) for caption, fig in figures if Path(fig).is_file()]

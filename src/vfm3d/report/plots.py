@@ -3,7 +3,8 @@
 - `metric_vs_layer`: one line per (backbone, timestep), one panel per split;
 - `layer_timestep_heatmap`: layer x timestep grid of one diffusion backbone;
 - `best_per_backbone_bars`: each backbone's best value (over layers/timesteps), per split;
-- `depth_comparison` and `point_cloud_views` for one example clip.
+- `depth_comparison` and `point_cloud_views` for one example clip;
+- `camera_paths`: top-down camera paths, each in its first camera's frame.
 """
 
 from __future__ import annotations
@@ -208,4 +209,51 @@ def point_cloud_views(
         ax.set_zlabel("-y (up)")
         ax.set_title(title)
         ax.view_init(elev=20, azim=-70)
+    return _save(fig, path)
+
+
+def camera_paths(
+    panels: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]],
+    path: str | os.PathLike[str],
+) -> Path:
+    """Top-down camera paths: one panel per ``(title, [(label, cam_to_world [T, 4, 4]), ...])``.
+
+    Each path is drawn in its own first camera's frame (OpenCV: x right, z forward, the height
+    y dropped), so paths of different worlds and scales start at the origin looking up the plot:
+    camera centres as a line (the first one a square), each camera's viewing direction as a
+    short arrow. Each panel keeps its own units (equal aspect)."""
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 4), squeeze=False
+    )
+    for ax, (title, paths) in zip(axes[0], panels, strict=False):
+        for k, (label, cams) in enumerate(paths):
+            c2w = np.asarray(cams, dtype=np.float64)
+            rel = np.linalg.inv(c2w[0]) @ c2w  # first camera's frame
+            x, z = rel[:, 0, 3], rel[:, 2, 3]
+            extent = max(float(np.ptp(x)), float(np.ptp(z)), 1e-6)
+            look = rel[:, :3, 2]  # viewing direction (camera +z) in that frame
+            norm = np.maximum(np.hypot(look[:, 0], look[:, 2]), 1e-9)
+            arrow = 0.15 * extent
+            colour = f"C{k % 10}"
+            ax.plot(x, z, marker="o", markersize=3, color=colour, label=label)
+            ax.plot(x[:1], z[:1], marker="s", markersize=7, color=colour)
+            ax.quiver(
+                x,
+                z,
+                arrow * look[:, 0] / norm,
+                arrow * look[:, 2] / norm,
+                color=colour,
+                angles="xy",
+                scale_units="xy",
+                scale=1,
+                width=0.004,
+            )
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel("x (right)")
+        ax.set_ylabel("z (forward)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        if paths:
+            ax.legend(fontsize=6, loc="best")
     return _save(fig, path)
