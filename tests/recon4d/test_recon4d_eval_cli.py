@@ -15,12 +15,12 @@ from tests.recon4d.test_sora3r_reconstruct import save_tiny_model
 from vfm3d.cli import main as vfm3d_main
 from vfm3d.clip import ClipFolderWriter
 from vfm3d.recon4d.eval_cli import (
-    degenerate_trajectory_metrics,
     evaluate_clip,
     floor_reconstruction,
     gt_reconstruction,
     summarise,
 )
+from vfm3d.recon4d.evaluate import degenerate_trajectory_metrics
 from vfm3d.world import render_clip
 
 

@@ -292,42 +292,6 @@ def _require_ground_truth(clip: Clip) -> None:
         )
 
 
-def _rebased(cam_to_world: torch.Tensor) -> torch.Tensor:
-    from vfm3d.geometry import invert_rigid
-
-    return invert_rigid(cam_to_world[:1]) @ cam_to_world
-
-
-def degenerate_trajectory_metrics(
-    pred_cam_to_world: torch.Tensor, gt_cam_to_world: torch.Tensor
-) -> dict[str, Any]:
-    """ATE / RPE when the Sim(3) alignment is degenerate (e.g. all predicted centres equal).
-
-    Both trajectories are re-based on their first camera (a rigid change of the GT frame, which
-    the Sim(3)-aligned errors do not depend on); the predicted centres ``c`` are aligned by
-    ``s (c - mean c) + mean c_gt`` with ``s = max(0, <c - mean, c_gt - mean> / |c - mean|^2)``
-    (0 for a single point) and no rotation: the limit of the Sim(3) alignment as the
-    predicted centres collapse. Then `vfm3d.metrics.trajectory_metrics` with ``align="none"``.
-    """
-    from vfm3d.metrics import trajectory_metrics
-
-    pred = _rebased(pred_cam_to_world.double())
-    gt = _rebased(gt_cam_to_world.double())
-    pc = pred[:, :3, 3] - pred[:, :3, 3].mean(0)
-    gc = gt[:, :3, 3] - gt[:, :3, 3].mean(0)
-    norm = float((pc * pc).sum())
-    scale = max(0.0, float((pc * gc).sum()) / norm) if norm > 1e-24 else 0.0
-    aligned = pred.clone()
-    aligned[:, :3, 3] = scale * pc + gt[:, :3, 3].mean(0)
-    cams = trajectory_metrics(aligned, gt, "none", 1).to_json()
-    return {
-        "ate": cams["ate"],
-        "rpe_trans": cams["rpe_trans"],
-        "rpe_rot_deg": cams["rpe_rot_deg"],
-        "align": "degenerate",
-    }
-
-
 def _depth_metrics(
     pred: torch.Tensor,
     gt: torch.Tensor,
@@ -362,7 +326,6 @@ def evaluate_clip(
 ) -> dict[str, Any]:
     """The module docstring's per-sequence metrics of ``recon`` against ``clip`` (same frames
     and resolution)."""
-    from vfm3d.geometry import DegenerateAlignmentError
     from vfm3d.metrics import depth_metrics
     from vfm3d.recon4d.evaluate import score
 
@@ -370,16 +333,9 @@ def evaluate_clip(
     assert clip.depth is not None and clip.valid is not None
     row: dict[str, Any] = {"id": clip.id, "frames": clip.num_frames}
     if clip.num_frames >= 3:
-        try:
-            base = score(recon, clip, max_depth=max_depth)
-            row.update({k: base[k] for k in ("ate", "rpe_trans", "rpe_rot_deg")})
-            row["align"] = "sim3"
-        except DegenerateAlignmentError:
-            row.update(
-                degenerate_trajectory_metrics(
-                    torch.from_numpy(recon.cam_to_world), torch.from_numpy(clip.cam_to_world)
-                )
-            )
+        base = score(recon, clip, max_depth=max_depth)  # the degenerate limit where needed
+        row.update({k: base[k] for k in ("ate", "rpe_trans", "rpe_rot_deg")})
+        row["align"] = base.get("align", "sim3")
     pred = torch.from_numpy(recon.depth).double()
     gt = torch.from_numpy(clip.depth).double()
     valid = torch.from_numpy(clip.valid)

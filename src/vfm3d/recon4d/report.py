@@ -17,16 +17,17 @@ def camera_alignment(
 ) -> tuple[float, np.ndarray, np.ndarray] | None:
     """Sim(3) ``(s, R [3,3], t [3])`` with ``gt centre ~ s R pred centre + t`` (Umeyama on the
     camera centres ``[T, 4, 4]``, as ATE aligns); None when the predicted centres are degenerate
-    (fewer than 3 frames or all in one place)."""
+    (fewer than 3 frames, all in one place or collinear)."""
     import torch
 
-    from vfm3d.geometry import umeyama
+    from vfm3d.geometry import DegenerateAlignmentError, umeyama
 
     src = torch.as_tensor(pred_cam_to_world[:, :3, 3], dtype=torch.float64)
     dst = torch.as_tensor(gt_cam_to_world[:, :3, 3], dtype=torch.float64)
-    if src.shape[0] < 3 or float((src - src.mean(0)).norm(dim=1).max()) < 1e-9:
+    try:
+        s, r, t = umeyama(src, dst, with_scale=True)
+    except DegenerateAlignmentError:
         return None
-    s, r, t = umeyama(src, dst, with_scale=True)
     return float(s), r.numpy(), t.numpy()
 
 
