@@ -129,3 +129,52 @@ def test_geometry_cache_changes_nothing(rooms: Path, tmp_path: Path) -> None:
     plain = replace(short, cache_geometry=False)
     train_vgllm(rooms, tmp_path / "b", plain, geometry=GEOMETRY, progress=False)
     assert _losses(tmp_path / "a") == pytest.approx(_losses(tmp_path / "b"), rel=1e-5)
+
+
+def test_blind_twin_trains_text_only_under_ddp(rooms: Path, tmp_path: Path) -> None:
+    import torch.distributed as dist
+
+    from vfm3d.spatial.evaluate import evaluate, question_set
+
+    short = replace(CONFIG, steps=3, checkpoint_every=3)
+    with pytest.raises(ValueError, match="use_geometry=False"):
+        train_vgllm(rooms, tmp_path / "x", short, geometry=GEOMETRY, blind=True, progress=False)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
+    try:
+        summary = train_vgllm(
+            rooms,
+            tmp_path / "blind",
+            short,
+            geometry=GEOMETRY,
+            use_geometry=False,
+            blind=True,
+            progress=False,
+        )
+    finally:
+        dist.destroy_process_group()
+    assert summary["blind"] is True and summary["model"] == "vgllm-blind"
+    assert "visual" not in summary["trained"] and "merger" not in summary["trained"]
+    model, processor = load_vgllm(tmp_path / "blind")
+    assert processor.extra["text_only"] is True
+    # the vision tower is the untouched initial one: nothing reached it
+    fresh = build_model(processor.tokenizer, GEOMETRY, False, SIZES, CONFIG.seed)
+    a, b = fresh.model.visual.state_dict(), model.model.visual.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a text-only model refuses frames and answers blind
+    with pytest.raises(ValueError, match="--blind"):
+        evaluate(
+            question_set(rooms, split="all", per_scene=1),
+            tmp_path / "ev",
+            model=str(tmp_path / "blind"),
+            progress=False,
+        )
+    result = evaluate(
+        question_set(rooms, split="all", per_scene=1),
+        tmp_path / "ev",
+        model=str(tmp_path / "blind"),
+        blind=True,
+        progress=False,
+    )
+    assert 0.0 <= result["scores"]["overall"] <= 1.0

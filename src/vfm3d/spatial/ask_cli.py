@@ -69,6 +69,11 @@ def main(args: argparse.Namespace) -> int:
     model, processor = load_vgllm(
         args.model, device=args.device, geometry_encoder=args.geometry_encoder
     )
+    if processor.extra.get("text_only"):
+        raise ValueError(
+            f"{args.model} was trained text-only (vgllm-mini --blind) and takes no video; "
+            "evaluate it with `vfm3d spatial eval --blind`"
+        )
     num_frames = args.frames or int(processor.extra.get("num_frames", 16))
     frames, facts = input_frames(args.input, num_frames, processor, clip_id=args.clip)
     prompt = question_prompt(args.question, args.options)

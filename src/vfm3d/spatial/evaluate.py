@@ -565,6 +565,11 @@ def _model_predictions(
             )
         questions.frames.check(todo)
     model, processor = vgllm.load_vgllm(model_path, device=device)
+    if processor.extra.get("text_only") and not blind:
+        raise ValueError(
+            f"{model_path} was trained text-only (vfm3d zoo train vgllm-mini --blind): "
+            "evaluate it with --blind"
+        )
     started()
     frames_n = int(num_frames or processor.extra.get("num_frames", 16))
     facts = {"num_frames": None if blind else frames_n, "size_hw": processor.size}

@@ -175,13 +175,17 @@ def build_model(
     return twin
 
 
-def trained_modules(model: VGLLMForConditionalGeneration) -> dict[str, nn.Module]:
-    """What training updates: vision tower, LM, ``lm_head`` and (with geometry) the merger."""
+def trained_modules(
+    model: VGLLMForConditionalGeneration, blind: bool = False
+) -> dict[str, nn.Module]:
+    """What training updates: vision tower (not when ``blind``: no frames reach it), LM,
+    ``lm_head`` and (with geometry) the merger."""
     modules: dict[str, nn.Module] = {
-        "visual": model.model.visual,
         "language_model": model.model.language_model,
         "lm_head": model.lm_head,
     }
+    if not blind:
+        modules["visual"] = model.model.visual
     if model.merger is not None:
         modules["merger"] = model.merger
     return modules
@@ -216,11 +220,16 @@ def train_vgllm(
     device: str | torch.device = "cpu",
     progress: bool = True,
     time_limit: float | None = None,
+    blind: bool = False,
 ) -> dict[str, Any]:
-    """Train VG-LLM (or with ``use_geometry=False`` its twin) on the room clips of ``data``;
-    the model folder is ``out``. Resumes from ``out``'s checkpoint. Returns the summary (also
-    ``out/train_summary.json``). See the module docstring."""
+    """Train VG-LLM (or with ``use_geometry=False`` its twin, with ``blind=True`` the text-only
+    twin: the same questions and batches with no frames, its processor marked ``text_only``)
+    on the room clips of ``data``; the model folder is ``out``. Resumes from ``out``'s
+    checkpoint. Returns the summary (also ``out/train_summary.json``). See the module
+    docstring."""
     cfg = config or VGLLMTrainConfig()
+    if blind and use_geometry:
+        raise ValueError("blind training has no frames: pass use_geometry=False with blind=True")
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     ranks, dev = init_distributed(torch.device(device))
@@ -247,7 +256,13 @@ def train_vgllm(
         model.to(dev)
         processor = VGLLMProcessor.for_model(tokenizer, model.config, tuple(cfg.size))
         processor.extra["num_frames"] = int(cfg.frames)
-        frames = scene_frames(data, scenes, processor, cfg.frames)
+        if blind:
+            processor.extra["text_only"] = True
+            model.model.visual.requires_grad_(False)
+            empty = torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
+            frames = {name: empty for name in scenes}
+        else:
+            frames = scene_frames(data, scenes, processor, cfg.frames)
         prompts = [record_prompt(r) for r in records]
         answers = [str(r["ground_truth"]) for r in records]
         videos = [frames[str(r["scene_name"])] for r in records]
@@ -264,7 +279,7 @@ def train_vgllm(
             ids = [dev.index] if dev.type == "cuda" else None
             objective = DistributedDataParallel(objective, device_ids=ids)
 
-        modules = trained_modules(model)
+        modules = trained_modules(model, blind)
         warmup = max(1, min(cfg.warmup, cfg.steps // 5))
         common: dict[str, Any] = dict(
             steps=cfg.steps,
@@ -320,8 +335,11 @@ def train_vgllm(
             save_vgllm(model, processor, target)
             losses = [r["loss"] for r in log]
             summary = {
-                "model": "vgllm" if use_geometry else "vgllm-no-geometry",
+                "model": "vgllm-blind"
+                if blind
+                else ("vgllm" if use_geometry else "vgllm-no-geometry"),
                 "use_geometry": bool(use_geometry),
+                "blind": bool(blind),
                 "geometry_encoder": str(geo_folder) if geo_folder else "random (VGGTConfig)",
                 "trained": sorted(modules),
                 "frozen": ["vggt"] if use_geometry else [],

@@ -91,6 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="vgllm-mini only: the twin without the geometry encoder and merger",
     )
     train.add_argument(
+        "--blind",
+        action="store_true",
+        help="vgllm-mini only: the text-only twin (trained on the questions without frames)",
+    )
+    train.add_argument(
         "--lambda-rec",
         type=float,
         default=None,
@@ -155,7 +160,7 @@ def train_command(args: argparse.Namespace) -> str:
             value = str(value[0]) if value[0] == value[1] else f"{value[0]}x{value[1]}"
         if value is not None:
             parts += ["--" + option.replace("_", "-"), str(value)]
-    for flag in ("random_init", "no_geometry"):
+    for flag in ("random_init", "no_geometry", "blind"):
         if getattr(args, flag, False):
             parts.append("--" + flag.replace("_", "-"))
     return shlex.join(parts)
@@ -163,7 +168,7 @@ def train_command(args: argparse.Namespace) -> str:
 
 def _model_options(args: argparse.Namespace) -> dict[str, object]:
     """The options only some zoo models take (``--init``, ``--random-init``, ``--no-geometry``,
-    ``--lambda-rec``), when given."""
+    ``--blind``, ``--lambda-rec``), when given."""
     options: dict[str, object] = {}
     if args.init is not None:
         options["init"] = args.init
@@ -173,6 +178,8 @@ def _model_options(args: argparse.Namespace) -> dict[str, object]:
         options["pointmap_vae"] = str(args.pointmap_vae)
     if getattr(args, "no_geometry", False):
         options["no_geometry"] = True
+    if getattr(args, "blind", False):
+        options["blind"] = True
     if getattr(args, "lambda_rec", None) is not None:
         options["lambda_rec"] = float(args.lambda_rec)
     return options

@@ -16,7 +16,9 @@ on the training questions; model `VGLLMConfig.build`'s defaults (LM width 128, 4
 2 KV heads; vision tower width 128, 4 blocks; merger hidden 512); geometry encoder
 ``zoo/vggt-mini`` (its layer -2, frozen, tokens cached per scene). Trained: LM, ``lm_head``,
 vision tower (no pretrained one exists at this size) and merger. ``--no-geometry``: the twin,
-the same sizes, initial weights, questions and batches without the geometry branch. Parameters:
+the same sizes, initial weights, questions and batches without the geometry branch;
+``--blind``: the text-only twin (the same questions and batches, no frames at all: what the
+question text alone allows after training; ``zoo/vgllm-mini-blind``, not shipped). Parameters:
 vision 1.04 M, LM 0.88 M, lm_head 0.09 M, merger 0.59 M, vggt 1.62 M (frozen).
 
 Cost (measured single-threaded on the development CPU, shared with another training job): a
@@ -57,6 +59,7 @@ from vfm3d.zoo.common import DataSpec
 
 NAME = "vgllm-mini"
 TWIN_NAME = "vgllm-mini-no-geometry"
+BLIND_NAME = "vgllm-mini-blind"
 STAGES = (STAGE,)
 DEFAULT_STEPS = {STAGE: 3000}
 #: `train_vgllm` settings (``steps``, ``seed`` and ``batch`` come from the run; tests shrink it).
@@ -83,7 +86,7 @@ DATA_DEFAULTS = {
     "shards": 1,
 }
 #: Options of ``vfm3d zoo train`` that only this model takes.
-OPTIONS = ("no_geometry",)
+OPTIONS = ("no_geometry", "blind")
 #: Trains under ``torchrun`` (`vfm3d.zoo.train_model` joins the process group first).
 DISTRIBUTED = True
 #: `vfm3d.zoo.train_model` copies ``provenance.json`` into ``model/``.
@@ -116,7 +119,9 @@ def load_data(folders: Sequence[Path]) -> Path:
 
 
 def install_name(options: Mapping[str, Any]) -> str:
-    """The zoo folder a run installs into: ``vgllm-mini``, or the twin's."""
+    """The zoo folder a run installs into: ``vgllm-mini``, or a twin's."""
+    if options.get("blind"):
+        return BLIND_NAME
     return TWIN_NAME if options.get("no_geometry") else NAME
 
 
@@ -130,9 +135,11 @@ def train(
     batch: int | None = None,
     deadline: float | None = None,
     no_geometry: bool = False,
+    blind: bool = False,
 ) -> dict[str, Any]:
     """Train into ``out`` (resumable) on the rooms of ``data``; the float16 model folder goes to
-    ``out/model``. ``batch`` overrides `CONFIG`'s; ``no_geometry`` trains the twin."""
+    ``out/model``. ``batch`` overrides `CONFIG`'s; ``no_geometry`` trains the twin, ``blind``
+    the text-only twin (no frames, hence no geometry either)."""
     from vfm3d.spatial.model import load_vgllm, save_vgllm
 
     cfg = dataclasses.replace(
@@ -144,7 +151,8 @@ def train(
         out,
         cfg,
         geometry=GEOMETRY,
-        use_geometry=not no_geometry,
+        use_geometry=not (no_geometry or blind),
+        blind=blind,
         device=device,
         progress=progress,
         time_limit=time_limit,
