@@ -1,8 +1,8 @@
 """`vfm3d spatial`: spatial questions (VSI-Bench tasks) from world clips.
 
-Examples (furnished rooms: ``vfm3d.world.generate_dataset("data/rooms", "room", 40, 81, 224,
-224, seed=0)``; ``vfm3d world --kind room`` once the world command lists that kind; the room
-clips of a ``--kind scene`` folder work too)::
+Examples (furnished rooms: ``vfm3d world --kind room``, or ``vfm3d.world.generate_dataset(
+"data/rooms", "room", 40, 81, 224, 224, seed=0)``; the room clips of a ``--kind scene`` folder
+work too)::
 
     vfm3d spatial questions --data data/rooms --out questions.jsonl --seed 0 --per-scene 4
     vfm3d spatial questions --data data/rooms --out test.jsonl --split test
@@ -20,6 +20,12 @@ Evaluation (`vfm3d.spatial.evaluate`)::
 writes ``predictions.jsonl`` (each question's record + the raw ``prediction`` + its ``score``),
 ``scores.json`` (official aggregate per task and overall, bootstrap 95% intervals) and
 ``summary.md``, and prints the table; a rerun resumes.
+
+Comparison (`vfm3d.spatial.compare`: seeds pooled per question, stratified bootstrap, paired
+differences)::
+
+    vfm3d spatial compare --out eval/table --reference no-geometry \
+        --row vgllm-mini=eval/g0,eval/g1 --row no-geometry=eval/n0,eval/n1 --row chance=eval/c
 """
 
 from __future__ import annotations
@@ -70,6 +76,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--types", nargs="+", default=None, metavar="TYPE", help="only these question types"
     )
     _add_eval(actions)
+    from vfm3d.report.comparison import add_compare_arguments
+    from vfm3d.spatial.compare import DEFAULT_METRICS
+
+    add_compare_arguments(
+        actions.add_parser(
+            "compare",
+            help="one VSI table of several eval outputs (seeds pooled, bootstrap, differences)",
+            description="One VSI-Bench table (x100) of several `vfm3d spatial eval` outputs on "
+            "the same questions: per-question scores averaged over each row's seeds, stratified "
+            "bootstrap intervals over questions, paired differences against --reference.",
+        ),
+        "spatial eval",
+        DEFAULT_METRICS,
+    )
 
 
 def _add_eval(actions: argparse._SubParsersAction) -> None:
@@ -166,6 +186,10 @@ def main(args: argparse.Namespace) -> int:
         return _questions(args)
     if args.action == "eval":
         return _eval(args)
+    if args.action == "compare":
+        from vfm3d.spatial.compare import compare_main
+
+        return compare_main(args)
     raise ValueError(f"unknown action {args.action!r}")  # pragma: no cover - argparse checks
 
 
