@@ -155,13 +155,39 @@ def add_generation(out: Path) -> DemoStep | None:
     )
 
 
+def add_questions(out: Path) -> DemoStep | None:
+    """When ``zoo/vgllm-mini`` is shipped: ask it a handful of VSI-Bench questions about two
+    held-out world rooms into ``OUT/spatial/`` (`vfm3d.spatial.example`); the step's note lists
+    the questions, answers and ground truth, its link the step's own report (frames, table)."""
+    from vfm3d.spatial.example import ask_example, shipped_vgllm
+
+    if not shipped_vgllm():
+        return None
+    result = ask_example(out / "spatial")
+    lines = "; ".join(
+        f"{r['question_type']}: answered {str(r['prediction']).strip()!r}, truth "
+        f"{r['ground_truth']} (score {r['score']:.2f})"
+        for r in result["rows"]
+    )
+    note = (
+        f"Spatial reasoning (zoo/vgllm-mini, {result['questions']} VSI-Bench questions about "
+        f"{len(result['scenes'])} held-out rooms, {result['seconds']['total']:.1f} s): mean "
+        f"official score {result['mean_score']:.2f}. {lines}. (See spatial/report.html.)"
+    )
+    print(note)
+    return DemoStep(
+        result, [note], [("Spatial reasoning (VG-LLM): questions", "spatial/report.html")]
+    )
+
+
 def add_steps(rows: list[dict[str, Any]], out: Path) -> list[DemoStep]:
-    """Run the optional steps (`add_reconstruction`, `add_generation`; each skipped when its
-    model is not shipped) and, when any ran, rewrite ``OUT/report.html`` once with every step's
-    notes and links."""
+    """Run the optional steps (`add_reconstruction`, `add_generation`, `add_questions`; each
+    skipped when its model is not shipped) and, when any ran, rewrite ``OUT/report.html`` once
+    with every step's notes and links."""
     from vfm3d.probe.sweep import write_outputs
 
-    steps = [s for s in (add_reconstruction(out), add_generation(out)) if s is not None]
+    candidates = (add_reconstruction(out), add_generation(out), add_questions(out))
+    steps = [s for s in candidates if s is not None]
     if steps:
         write_outputs(
             rows,
