@@ -65,7 +65,7 @@ def main() -> None:
             frames, _ = processor.sample(clip.frames, frames_n)
             for batch in (int(v) for v in args.batch.split(",")):
 
-                def answer(frames=frames, batch=batch) -> None:
+                def answer(frames=frames, batch=batch, model=model, processor=processor) -> None:
                     with torch.inference_mode():
                         generate_answers(model, processor, [frames] * batch, [prompt] * batch)
 
@@ -86,7 +86,7 @@ def main() -> None:
                         row["vision_tower_s"] = round(
                             best_of(
                                 args.repeats,
-                                lambda inputs=inputs: model.model.visual(
+                                lambda inputs=inputs, model=model: model.model.visual(
                                     inputs["pixel_values"], grid_thw=inputs["image_grid_thw"]
                                 ),
                             ),
@@ -96,7 +96,9 @@ def main() -> None:
                             row["geometry_encoder_s"] = round(
                                 best_of(
                                     args.repeats,
-                                    lambda frames=frames: model.model.encode_geometry(frames),
+                                    lambda frames=frames, model=model: model.model.encode_geometry(
+                                        frames
+                                    ),
                                 ),
                                 4,
                             )

@@ -89,8 +89,20 @@ def test_command_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[
     b = _folder(tmp_path, "b", _scores(2))
     out = tmp_path / "table"
     code = main(
-        ["spatial", "compare", "--out", str(out), "--reference", "b", "--row", f"a={a}",
-         "--row", f"b={b}", "--samples", "100"]  # fmt: skip
+        [
+            "spatial",
+            "compare",
+            "--out",
+            str(out),
+            "--reference",
+            "b",
+            "--row",
+            f"a={a}",
+            "--row",
+            f"b={b}",
+            "--samples",
+            "100",
+        ]
     )
     assert code == 0
     text = capsys.readouterr().out

@@ -90,5 +90,7 @@ def test_vgllm_mini_beats_its_random_twin_and_the_frequency_baseline(
 
     measured = {"shipped": shipped, "random_twin": untrained, "mean_answer": mean_answer}
     assert shipped["overall"] > untrained["overall"] + 0.10, measured
-    assert shipped["object_size_estimation"] > mean_answer["object_size_estimation"] + 0.08, measured
+    assert shipped["object_size_estimation"] > mean_answer["object_size_estimation"] + 0.08, (
+        measured
+    )
     assert shipped["metric_tasks"] > mean_answer["metric_tasks"] + 0.03, measured

@@ -59,7 +59,9 @@ def load_scores(folder: Path) -> dict[str, tuple[str, float]]:
     out: dict[str, tuple[str, float]] = {}
     for row in read_jsonl(path):
         if "score" not in row or "question_type" not in row:
-            raise ValueError(f"{path}: a record without 'score' / 'question_type' (id {row.get('id')})")
+            raise ValueError(
+                f"{path}: a record without 'score' / 'question_type' (id {row.get('id')})"
+            )
         score = float(row["score"])
         if not np.isfinite(score):
             raise ValueError(f"{path}: question {row.get('id')} has a non-finite score")

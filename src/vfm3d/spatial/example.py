@@ -54,8 +54,14 @@ def heldout_rooms(count: int, seed: int = EXAMPLE_SEED) -> list[Any]:
 
     frames, height, width = EXAMPLE_SIZE
     return [
-        render_clip("room", clip_seed(seed, i), frames, height, width,
-                    clip_id=dataset_clip_id("room", seed, i))  # fmt: skip
+        render_clip(
+            "room",
+            clip_seed(seed, i),
+            frames,
+            height,
+            width,
+            clip_id=dataset_clip_id("room", seed, i),
+        )
         for i in range(int(count))
     ]
 
@@ -84,13 +90,12 @@ def ask_example(
     module docstring's files into ``out`` and return the summary."""
     import numpy as np
     import torch
+    from transformers.utils import logging as hf_logging
 
     from vfm3d.metrics.vsi import score_answer
     from vfm3d.spatial.model import generate_answers, load_vgllm
     from vfm3d.spatial.prompts import build_prompt
     from vfm3d.utils.atomic import atomic_write_json, atomic_write_text
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -157,8 +162,10 @@ def _page(rows: list[dict[str, Any]], strips: dict[str, str], summary: dict[str,
     ]
     for scene, image in strips.items():
         parts.append(f"<h2>{html.escape(scene)}</h2><img src='{html.escape(image)}' alt='frames'>")
-        parts.append("<table><tr><th>type</th><th>question</th><th>answer</th><th>truth</th>"
-                     "<th>score</th></tr>")  # fmt: skip
+        parts.append(
+            "<table><tr><th>type</th><th>question</th><th>answer</th><th>truth</th>"
+            "<th>score</th></tr>"
+        )
         for r in rows:
             if r["scene_name"] != scene:
                 continue
