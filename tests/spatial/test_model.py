@@ -418,3 +418,23 @@ def test_text_only_samples_run(model, processor) -> None:
     assert len(generate_answers(model, processor, empty, PROMPTS)) == 2
     with pytest.raises(ValueError, match="every sample has frames or none"):
         processor([empty[0], _videos()[0]], PROMPTS)
+
+
+def test_shared_frames_are_encoded_once_with_the_same_answers(model, processor) -> None:
+    video = _videos(1)[0]
+    calls = []
+    original = model.model.encode_geometry
+
+    def counting(frames):
+        calls.append(1)
+        return original(frames)
+
+    model.model.encode_geometry = counting
+    try:
+        shared = generate_answers(model, processor, [video, video], PROMPTS[:2])
+        assert len(calls) == 1
+        copies = generate_answers(model, processor, [video, video.clone()], PROMPTS[:2])
+        assert len(calls) == 3
+    finally:
+        del model.model.encode_geometry
+    assert shared == copies

@@ -880,7 +880,8 @@ def generate_answers(
 ) -> list[str]:
     """Greedy answers (raw text, special tokens removed) to ``prompts[b]`` about ``videos[b]``
     (``[S, 3, H, W]`` in [0, 1], `VGLLMProcessor.prepare_frames`). Deterministic: greedy
-    decoding, eval mode."""
+    decoding, eval mode. The geometry encoder runs once per distinct video object (pass the
+    same tensor for questions about one scene)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -891,6 +892,18 @@ def generate_answers(
     }
     if "pixel_values" in batch:
         batch["pixel_values"] = batch["pixel_values"].to(model.dtype)
+    if model.vggt is not None and "geometry_pixel_values" in batch:
+        # questions about one scene share its frames: encode each distinct video once (the
+        # frozen encoder gives the same tokens for the same frames, so answers are unchanged)
+        pixels = batch.pop("geometry_pixel_values")
+        encoded: dict[int, torch.Tensor] = {}
+        tokens = []
+        with torch.no_grad():
+            for b, video in enumerate(videos):
+                if id(video) not in encoded:
+                    encoded[id(video)] = model.model.encode_geometry(pixels[b])
+                tokens.append(encoded[id(video)])
+        batch["geometry_patch_tokens"] = tokens
     try:
         out = model.generate(
             **batch, generation_config=greedy_generation_config(processor.tokenizer, max_new_tokens)
