@@ -14,20 +14,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from pathlib import Path
 from typing import Any
 
-
-def best_of(repeats: int, fn: Any) -> float:
-    """Best wall time of ``repeats`` calls of ``fn`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_of
 
 
 def main() -> None:
