@@ -102,13 +102,15 @@ def test_shipped_needs_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
     assert shipped_jog3r()
 
 
-def test_demo_report_carries_both_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_report_carries_every_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vfm3d import demo
 
     recon = demo.DemoStep({}, ["recon note"], [("recon", "reconstruction/report.html")])
     gen = demo.DemoStep({}, ["gen note"], [("gen", "generation/report.html")])
+    ask = demo.DemoStep({}, ["ask note"], [("ask", "spatial/report.html")])
     monkeypatch.setattr(demo, "add_reconstruction", lambda out: recon)
     monkeypatch.setattr(demo, "add_generation", lambda out: gen)
+    monkeypatch.setattr(demo, "add_questions", lambda out: ask)
     written: list[dict] = []
 
     def fake_outputs(rows, out, spec=None, extra_notes=(), extra_links=()):
@@ -116,16 +118,18 @@ def test_demo_report_carries_both_steps(tmp_path: Path, monkeypatch: pytest.Monk
         return out / "report.html"
 
     monkeypatch.setattr("vfm3d.probe.sweep.write_outputs", fake_outputs)
-    assert demo.add_steps([{"backbone": "x"}], tmp_path) == [recon, gen]
+    assert demo.add_steps([{"backbone": "x"}], tmp_path) == [recon, gen, ask]
     assert written == [
         {
-            "notes": ["recon note", "gen note"],
+            "notes": ["recon note", "gen note", "ask note"],
             "links": [
                 ("recon", "reconstruction/report.html"),
                 ("gen", "generation/report.html"),
+                ("ask", "spatial/report.html"),
             ],
         }
     ]
     monkeypatch.setattr(demo, "add_reconstruction", lambda out: None)
     monkeypatch.setattr(demo, "add_generation", lambda out: None)
+    monkeypatch.setattr(demo, "add_questions", lambda out: None)
     assert demo.add_steps([], tmp_path) == [] and len(written) == 1  # nothing rewritten
