@@ -228,3 +228,43 @@ def test_same_clip_id_with_other_frames_is_refused(tmp_path: Path) -> None:
     (entry,) = store.entries()
     assert entry.meta["backbone_name"] == "random" and len(entry.meta["frames_sha256"]) == 16
     assert store.entry(entry.key) == entry and store.entry(replace(entry.key, layer=1)) is None
+
+
+def test_windowed_extraction_reads_each_window_on_its_own(tmp_path: Path) -> None:
+    """``window=W``: clip frames [kW, (k+1)W) go through the model alone (batched), their tokens
+    are concatenated in time, ``frame_index`` points into the right window, and the cache key
+    never collides with whole-clip features."""
+    from vfm3d.features.runner import windowed_fingerprint
+
+    clip = make_clip("a", frames=11, seed=3)  # 3 windows of 3 frames; frames 9, 10 uncovered
+    model = FakeDiffusion()  # T = 2k+1: 3 frames -> 2 feature frames per window
+    store = FeatureStore(tmp_path)
+    summary = extract_to_store(store, model, [clip], [2], [749], window=3, progress=False)
+    assert summary.forwards == 3
+    (entry,) = store.entries()
+    assert entry.key.backbone == windowed_fingerprint(model.fingerprint, 3) != model.fingerprint
+    assert entry.key.input_size == (9, 16, 16)
+    feats = store.get(entry.key)
+    assert feats.tokens.shape[1] == 6
+    frames = clip_to_inputs(clip, 9)[0]
+    for k in range(3):
+        alone = extract(model, frames[:, 3 * k : 3 * k + 3], [2], [749])[(2, 749)]
+        got = feats.tokens[:, 2 * k : 2 * k + 2].float()
+        assert got.shape == alone.tokens.shape
+        idx = feats.frame_index[3 * k : 3 * k + 3]
+        torch.testing.assert_close(idx, alone.frame_index + 2 * k)
+    # non-diffusion model: windowed tokens equal each window's own forward exactly
+    rnd = backbones.load("random", tiny=True)
+    clip8 = make_clip("b", frames=8, seed=4)
+    extract_to_store(store, rnd, [clip8], [1], window=4, progress=False)
+    (entry,) = store.entries(clip_id="b")
+    tokens = store.get(entry.key).tokens.float()
+    frames = clip_to_inputs(clip8, 8)[0]
+    for k in range(2):
+        alone = extract(rnd, frames[:, 4 * k : 4 * k + 4], [1])[(1, None)].tokens
+        torch.testing.assert_close(tokens[:, 4 * k : 4 * k + 4], alone, atol=0.02, rtol=0.01)
+    with pytest.raises(UnsupportedInputError, match="window: 4 frames not supported"):
+        extract_to_store(store, model, [clip], [2], [749], window=4, progress=False)
+    with pytest.raises(UnsupportedInputError, match="shorter than one window"):
+        extract_to_store(store, model, [make_clip("c", frames=3)], [2], [749], window=5,
+                         progress=False)  # fmt: skip

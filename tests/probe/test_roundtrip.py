@@ -104,3 +104,29 @@ def test_perturbations_cost_what_they_should(batches) -> None:
         return {**pred, "pose_enc": enc}
 
     assert _score(batches, zero_motion)["auc@30"] < 0.1
+
+
+def test_per_sample_records_average_to_the_pooled_metrics(batches) -> None:
+    """The bootstrap over clips resamples per-sample records; their means must be the metrics."""
+    import numpy as np
+
+    noise = torch.Generator().manual_seed(3)
+
+    def shake(pred: dict) -> dict:
+        enc = pred["pose_enc"].clone().double()
+        enc[:, 1:, :7] += 0.2 * torch.randn(enc[:, 1:, :7].shape, generator=noise).double()
+        pts = pred["points"] + 0.1 * torch.randn(pred["points"].shape, generator=noise)
+        return {**pred, "pose_enc": enc, "points": pts}
+
+    scores = MetricAccumulator()
+    for k, batch in enumerate(batches):
+        pred = {"points": batch["points"], "depth": batch["depth"], "pose_enc": batch["pose_enc"]}
+        scores.add(shake(pred), batch, [f"c{k}-{j}" for j in range(batch["depth"].shape[0])])
+    m, records = scores.result(), scores.per_sample()
+    assert len(records) == sum(b["depth"].shape[0] for b in batches)
+    assert {len(r["rot_err"]) for r in records} == {6}  # 4 frames -> 6 pairs each
+    for key in ("point_err", "depth_err", "auc@30"):
+        assert np.mean([r[key] for r in records]) == pytest.approx(m[key], abs=1e-9)
+    assert 0.0 < m["auc@30"] < 1.0  # the shake made the camera metric non-trivial
+    with pytest.raises(ValueError, match="clip_ids"):
+        scores.add(pred, batches[0], ["only-one"])

@@ -62,7 +62,7 @@ def test_findings_numbers() -> None:
 
 
 def test_experiment_end_to_end(tmp_path: Path) -> None:
-    overrides = dict(train_clips=2, eval_clips=1, steps=2)
+    overrides = dict(train_clips=2, eval_clips=1, steps=2, frames=27, first_n=27)
     summary = run_experiment(tmp_path, names=["dinov2-mini"], overrides=overrides, progress=False)
     rows = json.loads((tmp_path / "results.json").read_text())
     assert {r["backbone"] for r in rows} == {
@@ -70,7 +70,14 @@ def test_experiment_end_to_end(tmp_path: Path) -> None:
         "dinov2-mini-random",
         "constant",
         "pixels",
+        "oracle",
+        "oracle-world",
     }
+    spec = json.loads((tmp_path / "sweeps" / "dinov2-mini" / "spec.json").read_text())
+    assert {b["window"] for b in spec["backbones"]} == {9}  # the zoo's clip length
+    assert spec["probe"]["min_gap"] == 5
+    findings = json.loads((tmp_path / "findings.json").read_text())
+    assert {c["backbone"] for c in findings["table"]} >= {"oracle-world", "dinov2-mini"}
     assert {r["split"] for r in rows} == {"object", "scene"}
     assert sorted({r["layer"] for r in rows if r["backbone"] == "dinov2-mini"}) == [0, 1, 2, 3]
     assert (tmp_path / "results.md").is_file() and (tmp_path / "report.html").is_file()

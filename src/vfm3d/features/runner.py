@@ -9,6 +9,7 @@ Frames fed to the model: the first ``T`` frames of the clip, where ``T`` is ``nu
 by default, the largest count the backbone's frame rule allows (``InputRules.largest_valid_frames``).
 Frames whose size breaks the backbone's rule are refused unless ``resize=(H, W)`` is given
 (bilinear for RGB, nearest for depth/valid, intrinsics rescaled with pixel centres at integers).
+With ``window=W`` the clip is read as consecutive windows of ``W`` frames instead (`extract_windows`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ import torch
 
 from vfm3d.backbones.base import Backbone, UnsupportedInputError
 from vfm3d.clip import Clip, ClipFolder
-from vfm3d.features.extract import _chunks, extract, validate_layers, validate_timesteps
+from vfm3d.features.extract import (
+    Features,
+    _chunks,
+    extract,
+    validate_layers,
+    validate_timesteps,
+)
 from vfm3d.features.store import FeatureKey, FeatureStore
 
 
@@ -163,6 +170,75 @@ def choose_num_frames(backbone: Backbone, available: int, num_frames: int | None
     return num_frames
 
 
+def windowed_fingerprint(fingerprint: str, window: int | None) -> str:
+    """The feature-store identity of ``fingerprint``'s features read in windows of ``window``."""
+    return fingerprint if window is None else f"{fingerprint}|window={window}"
+
+
+def window_coverage(backbone: Backbone, available: int, window: int, clip_id: str) -> int:
+    """Frames covered by whole windows of ``window`` frames in a clip of ``available`` frames.
+
+    Raises `UnsupportedInputError` when the backbone's rule rejects ``window`` or the clip is
+    shorter than one window.
+    """
+    if not backbone.rules.frames_ok(window):
+        raise UnsupportedInputError(
+            f"window: {window} frames not supported by {backbone.name}: the rule is "
+            f"{backbone.rules.describe()}"
+        )
+    if available < window:
+        raise UnsupportedInputError(
+            f"clip {clip_id}: {available} frames, shorter than one window of {window}"
+        )
+    return (available // window) * window
+
+
+#: Windows per forward in `extract_windows` (bounds memory on long clips).
+WINDOW_BATCH = 16
+
+
+def extract_windows(
+    backbone: Backbone,
+    inputs: tuple[torch.Tensor, dict[str, torch.Tensor] | None],
+    window: int,
+    layers: Sequence[int],
+    timesteps: Sequence[int] | None,
+    seed: int,
+) -> dict[tuple[int, int | None], Features]:
+    """Features of a ``[1, n * window, 3, H, W]`` clip read as ``n`` windows of ``window`` frames.
+
+    Windows are batched (`WINDOW_BATCH` per forward; diffusion noise is drawn per batch from
+    ``seed``); each window's tokens ``[T'_w, h, w, C]`` are concatenated in time, and the
+    returned ``frame_index`` maps clip frame ``k * window + j`` to ``k * T'_w + index_w[j]``.
+    """
+    frames, aux = inputs
+    total = frames.shape[1]
+    n = total // window
+    windows = frames[0, : n * window].reshape(n, window, *frames.shape[2:])
+    aux_w = None
+    if aux is not None:
+        aux_w = {k: v[0, : n * window].reshape(n, window, *v.shape[2:]) for k, v in aux.items()}
+    parts: list[dict[tuple[int, int | None], Features]] = []
+    for s in range(0, n, WINDOW_BATCH):
+        sub_aux = None if aux_w is None else {k: v[s : s + WINDOW_BATCH] for k, v in aux_w.items()}
+        parts.append(
+            extract(backbone, windows[s : s + WINDOW_BATCH], layers, timesteps, seed, aux=sub_aux)
+        )
+    out = {}
+    for key in parts[0]:
+        tokens = torch.cat([p[key].tokens for p in parts])  # [n, T'_w, h, w, C]
+        per = tokens.shape[1]
+        index = parts[0][key].frame_index.long()
+        offsets = torch.arange(n, device=index.device).repeat_interleave(window) * per
+        out[key] = Features(
+            tokens=tokens.reshape(1, n * per, *tokens.shape[2:]),
+            frame_index=index.repeat(n) + offsets,
+            layer=parts[0][key].layer,
+            timestep=parts[0][key].timestep,
+        )
+    return out
+
+
 def clip_to_inputs(
     clip: Clip,
     num_frames: int,
@@ -237,8 +313,15 @@ def extract_to_store(
     timestep_batch: int | None = None,
     resize: tuple[int, int] | None = None,
     merge: bool = True,
+    window: int | None = None,
 ) -> ExtractSummary:
     """Extract ``layers`` (x ``timesteps``) of every clip of this rank into ``store``.
+
+    ``window``: run the backbone on consecutive, non-overlapping windows of ``window`` frames
+    (a count its rule accepts, e.g. the length a zoo model was trained on) and concatenate their
+    features in time, so that a long clip is read with the temporal context the model knows;
+    the clip's leading ``floor(T / window) * window`` frames are covered. Such features are
+    stored under `windowed_fingerprint` (never mixed with whole-clip features).
 
     ``clips``: a `ClipFolder`, a sequence of clips, or any source with ``ids`` and
     ``load(id)`` (`vfm3d.data.inputs.open_clips`: videos, image folders), loaded one at a time.
@@ -257,18 +340,22 @@ def extract_to_store(
 
     desc = f"extract {backbone.name}" + (f" [rank {rank}]" if world_size > 1 else "")
     bar = tqdm(refs, desc=desc, unit="clip", disable=not progress, position=rank)
+    fingerprint = windowed_fingerprint(backbone.fingerprint, window)
     for ref in bar:
         t_avail, h, w = ref.shape
-        t = choose_num_frames(backbone, t_avail, num_frames)
         size = (h, w) if resize is None else tuple(resize)
+        if window is None:
+            t = choose_num_frames(backbone, t_avail, num_frames)
+        else:
+            t = window_coverage(backbone, t_avail, window, ref.clip_id)
         try:
-            backbone.rules.check(t, *size)
+            backbone.rules.check(t if window is None else window, *size)
         except UnsupportedInputError as error:
             raise UnsupportedInputError(
                 f"clip {ref.clip_id}: {error} (pass resize=(H, W), e.g. --resize HxW)"
             ) from error
         base = FeatureKey(
-            backbone=backbone.fingerprint,
+            backbone=fingerprint,
             layer=0,
             timestep=None,
             clip_id=ref.clip_id,
@@ -300,8 +387,12 @@ def extract_to_store(
                 inputs = clip_to_inputs(ref.load(), t, resize, backbone.needs_geometry)
             run_layers = sorted({lay for lay, _ in missing})
             run_ts = None if chunk is None else sorted({tt for _, tt in missing}, key=chunk.index)
-            feats = extract(backbone, inputs[0], run_layers, run_ts, seed=seed, aux=inputs[1])
-            forwards += 1
+            if window is None:
+                feats = extract(backbone, inputs[0], run_layers, run_ts, seed=seed, aux=inputs[1])
+                forwards += 1
+            else:
+                feats = extract_windows(backbone, inputs, window, run_layers, run_ts, seed)
+                forwards += t // window
             items = []
             for lay, tt in missing:
                 f = feats[(lay, tt)]

@@ -131,9 +131,20 @@ class MetricAccumulator:
         self.rot: list[torch.Tensor] = []
         self.trans: list[torch.Tensor] = []
         self.batch_aucs: dict[int, list[float]] = {k: [] for k in AUC_THRESHOLDS}
+        self.clip_ids: list[str | None] = []
+        self.sample_rot: list[torch.Tensor] = []
+        self.sample_trans: list[torch.Tensor] = []
 
-    def add(self, pred: dict[str, Any], batch: dict[str, Any]) -> None:
-        """Score one batch (``pred`` tensors may live on any device)."""
+    def add(
+        self, pred: dict[str, Any], batch: dict[str, Any], clip_ids: list[str] | None = None
+    ) -> None:
+        """Score one batch (``pred`` tensors may live on any device); ``clip_ids`` name its
+        samples' clips (for `per_sample` and the bootstrap over clips)."""
+        if clip_ids is not None and len(clip_ids) != batch["depth"].shape[0]:
+            raise ValueError(f"clip_ids: {len(clip_ids)} ids for {batch['depth'].shape[0]} samples")
+        self.clip_ids += (
+            list(clip_ids) if clip_ids is not None else [None] * batch["depth"].shape[0]
+        )
         out_hw = tuple(batch["depth"].shape[-2:])
         rot_batch, trans_batch = [], []
         for j in range(batch["depth"].shape[0]):
@@ -149,12 +160,36 @@ class MetricAccumulator:
             r, t = relative_pose_errors(invert_rigid(pred_w2c), batch["cam_to_world"][j])
             rot_batch.append(r)
             trans_batch.append(t)
+            self.sample_rot.append(r)
+            self.sample_trans.append(t)
         rb, tb = torch.cat(rot_batch), torch.cat(trans_batch)
         aucs = auc_from_errors(rb, tb, AUC_THRESHOLDS, mode="vidfm3d")
         for k in AUC_THRESHOLDS:
             self.batch_aucs[k].append(aucs[f"AUC@{k}"])
         self.rot.append(rb)
         self.trans.append(tb)
+
+    def per_sample(self) -> list[dict[str, Any]]:
+        """One record per sample: ``clip_id``, ``point_err``, ``depth_err``, ``abs_rel``,
+        ``delta1``, ``auc@30`` of its own pairs and the pairs' ``rot_err`` / ``trans_err``
+        (degrees). Every sample has the same S(S-1)/2 pairs and the ``"vggt"`` AUC is a mean of
+        per-pair scores, so the mean of per-sample ``auc@30`` over any set of samples is that
+        set's pooled AUC@30 (what the bootstrap over clips resamples)."""
+        return [
+            {
+                "clip_id": clip_id,
+                "point_err": self.point_errs[i],
+                "depth_err": self.depth_errs[i],
+                "abs_rel": self.abs_rels[i],
+                "delta1": self.delta1s[i],
+                "auc@30": auc_from_errors(
+                    self.sample_rot[i], self.sample_trans[i], (30,), mode="vggt"
+                )["AUC@30"],
+                "rot_err": [round(float(v), 4) for v in self.sample_rot[i]],
+                "trans_err": [round(float(v), 4) for v in self.sample_trans[i]],
+            }
+            for i, clip_id in enumerate(self.clip_ids)
+        ]
 
     @property
     def num_pairs(self) -> int:
@@ -219,7 +254,7 @@ def evaluate(
         batch = collate(dataset[i] for i in chunk)
         out_hw = tuple(batch["depth"].shape[-2:])
         pred = model(batch["features"].to(device), out_hw)
-        scores.add(pred, batch)
+        scores.add(pred, batch, [dataset.spec(i).clip_id for i in chunk])
     metrics = scores.result()
     result = {
         "metrics": metrics,
@@ -236,6 +271,7 @@ def evaluate(
             "num_pairs": scores.num_pairs,
             "config": config.to_dict(),
         },
+        "samples": scores.per_sample(),
     }
     if write:
         name = "metrics.json" if split is None else f"metrics_{split}.json"

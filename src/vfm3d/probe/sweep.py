@@ -31,6 +31,7 @@ A sweep is described by a TOML spec (all paths relative to the spec file)::
     layers = "all"       # or a list
     timesteps = [0, 250, 749]
     label = "wan2.1-tiny"
+    window = 9           # optional: read clips in windows of 9 frames (the model's own length)
 
 Running it extracts every backbone's features once per clip and timestep batch (all layers in
 one pass) into ``OUT/features``, trains one probe per (backbone, layer, timestep) into
@@ -71,6 +72,7 @@ class BackboneEntry:
     resize: tuple[int, int] | None = None  # H, W fed to the model (default: the clips' size)
     num_frames: int | None = None  # frames per clip (default: [extract] num_frames / the rule's)
     dtype: str | None = None  # "float32" (default), "bfloat16", "float16"
+    window: int | None = None  # read clips in windows of this many frames (`extract_windows`)
 
     @property
     def display(self) -> str:
@@ -112,6 +114,7 @@ _BACKBONE_KEYS = {
     "resize",
     "num_frames",
     "dtype",
+    "window",
 }
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -156,6 +159,7 @@ def parse_spec(data: dict[str, Any], base: Path | None = None) -> SweepSpec:
                 resize=resize,
                 num_frames=None if raw.get("num_frames") is None else int(raw["num_frames"]),
                 dtype=raw.get("dtype"),
+                window=_window(raw.get("window"), i),
             )
         )
     labels = [e.display for e in entries]
@@ -177,6 +181,16 @@ def parse_spec(data: dict[str, Any], base: Path | None = None) -> SweepSpec:
     else:
         spec.world = dict(data["world"])
     return spec
+
+
+def _window(value: Any, index: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"sweep spec: backbones[{index}].window must be a positive int, got {value}"
+        )
+    return value
 
 
 def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
@@ -253,7 +267,7 @@ def run_sweep(
     from vfm3d.backbones import load as load_backbone
     from vfm3d.clip import ClipFolder
     from vfm3d.features import FeatureStore
-    from vfm3d.features.runner import extract_to_store
+    from vfm3d.features.runner import extract_to_store, windowed_fingerprint
     from vfm3d.probe.evaluate import evaluate
     from vfm3d.probe.train import train
 
@@ -297,10 +311,11 @@ def run_sweep(
                 resize=entry.resize,
                 progress=progress,
                 timestep_batch=tb,
+                window=entry.window,
             )
             log(f"[{entry.display}] {folder.root.name}: {summary}")
         timings[f"extract/{entry.display}"] = time.perf_counter() - t0
-        fingerprint = backbone.fingerprint
+        fingerprint = windowed_fingerprint(backbone.fingerprint, entry.window)
         del backbone
         for t in timesteps or [None]:
             for layer in layers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 MODEL_NAMES = (
     "wan-mini",
@@ -113,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--models", nargs="+", choices=EXPERIMENT_NAMES, default=None, help="subset of zoo models"
     )
     exp.add_argument("--no-progress", action="store_true")
+    fnd = sub.add_parser(
+        "findings",
+        help="table + the paper's findings with bootstrap intervals over finished experiments",
+    )
+    fnd.add_argument("experiments", nargs="+", help="experiment folders (one per seed)")
+    fnd.add_argument("--out", required=True, help="writes OUT.md and OUT.json")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -197,7 +204,7 @@ def install_target(name: str, options: dict[str, object]) -> str:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    torch.set_num_threads(max(1, int(args.threads)))
+    torch.set_num_threads(max(1, int(getattr(args, "threads", 1))))
     if args.action == "train":
         from vfm3d.zoo import install, train_model, weights_dir
         from vfm3d.zoo.common import DataSpec
@@ -235,6 +242,12 @@ def main(args: argparse.Namespace) -> int:
         if args.install:
             target = weights_dir(args.name).parent / install_target(args.name, options)
             print(f"installed into {install(args.out, args.name, target)}")
+        return 0
+    if args.action == "findings":
+        from vfm3d.zoo.findings import write_findings
+
+        write_findings(args.experiments, args.out)
+        print(Path(args.out).with_suffix(".md").read_text())
         return 0
     from vfm3d.zoo.experiment import run_experiment
 

@@ -10,6 +10,9 @@ Layout of ``OUT``::
     OUT/sweeps/baselines/                      the constant (floor) and pixels baselines
     OUT/results.{csv,md,json}, figures/, report.html   the merged table and plots
     OUT/summary.md                             the three findings, as numbers
+    OUT/findings.{md,json}                     the same with bootstrap intervals over clips
+                                               (`vfm3d.zoo.findings`; several seeds: ``vfm3d zoo
+                                               findings OUT0 OUT1 --out F``)
 
 Twins are seeded with ``seed + 1`` (the zoo models were initialised from seed 0 before training).
 """
@@ -32,20 +35,30 @@ PAPER_TIMESTEP = 749
 
 
 def experiment_settings(quick: bool) -> dict[str, Any]:
-    """Data sizes, probe steps and timesteps of the default or the ``quick`` experiment.
+    """Data sizes, sampling, probe steps and timesteps of the default or ``quick`` experiment.
 
-    The random-init twin of wan-mini is probed at the paper's timestep only (its features are
-    noise-dominated at every timestep; this halves the cost).
+    Clips are 81 frames long and the probe samples 4 of the first 76 with gaps >= 5 (VidFM3D's
+    sampling, the calibrated setting of docs/probe.md); every zoo model reads them in windows of
+    the length it was trained on (`model_window`). The random-init twin of wan-mini is probed at
+    the paper's timestep only (its features are noise-dominated at every timestep; this halves
+    the cost).
     """
     settings = {
         "train_clips": 48,
-        "eval_clips": 12,
+        "eval_clips": 24,
+        "eval_samples_per_clip": 2,
+        "frames": 81,
+        "first_n": 76,
+        "min_gap": 5,
         "steps": 400,
         "timesteps": list(WAN_TIMESTEPS),
         "twin_timesteps": [PAPER_TIMESTEP],
     }
     if quick:
-        settings.update(train_clips=8, eval_clips=3, steps=40, timesteps=[999, PAPER_TIMESTEP])
+        settings.update(
+            train_clips=8, eval_clips=3, steps=40, timesteps=[999, PAPER_TIMESTEP], frames=33,
+            first_n=33,
+        )  # fmt: skip
     return settings
 
 
@@ -83,7 +96,7 @@ def prepare_world(out: Path, seed: int, settings: dict[str, Any]) -> dict[str, P
         zoo_seeds |= clip_seeds(spec.heldout_seed, spec.heldout_clips)
         for k in range(spec.shards):
             zoo_seeds |= clip_seeds(spec.shard_seed(k), spec.shard_clips(k))
-    size = {"frames": zoo.frames, "height": zoo.height, "width": zoo.width}
+    size = {"frames": int(settings["frames"]), "height": zoo.height, "width": zoo.width}
     base = EXPERIMENT_OFFSET + seed
     folders = {"train": ("mixed", settings["train_clips"], base)}
     for k, kind in enumerate(("object", "scene")):
@@ -125,17 +138,41 @@ def make_twins(out: Path, names: Sequence[str], seed: int) -> dict[str, Path]:
     return twins
 
 
+def model_window(name: str) -> int:
+    """Frames per window for ``zoo/<name>``: the clip length it was trained on (its
+    ``provenance.json``), rounded down to a count its frame rule accepts (videomae-mini: 8)."""
+    from vfm3d.backbones import load as load_backbone
+    from vfm3d.zoo import weights_dir
+
+    record = weights_dir(name) / "provenance.json"
+    frames = DataSpec().frames
+    if record.is_file():
+        frames = int(json.loads(record.read_text())["data"].get("frames", frames))
+    window = load_backbone(f"zoo/{name}").rules.largest_valid_frames(frames)
+    if not window:
+        raise ValueError(f"zoo/{name}: no frame count <= {frames} fits its frame rule")
+    return int(window)
+
+
 def sweep_spec(
     name: str, twin: Path, world: dict[str, Path], settings: dict[str, Any], seed: int
 ) -> dict[str, Any]:
-    """The sweep spec (dict form of the TOML) probing ``zoo/<name>`` and its twin."""
+    """The sweep spec (dict form of the TOML) probing ``zoo/<name>`` and its twin (both read
+    in windows of `model_window` frames)."""
     diffusion = name == "wan-mini"
-    zoo_entry: dict[str, Any] = {"name": f"zoo/{name}", "layers": "all", "label": name}
+    window = model_window(name)
+    zoo_entry: dict[str, Any] = {
+        "name": f"zoo/{name}",
+        "layers": "all",
+        "label": name,
+        "window": window,
+    }
     twin_entry: dict[str, Any] = {
         "name": _adapter(name),
         "weights": str(twin),
         "layers": "all",
         "label": f"{name}-random",
+        "window": window,
     }
     if diffusion:
         zoo_entry["timesteps"] = settings["timesteps"]
@@ -144,10 +181,14 @@ def sweep_spec(
 
 
 #: Reference points probed beside the zoo: the floor (constant features: the probe can only learn
-#: the average geometry) and patchified RGB (no learned features at all).
+#: the average geometry), patchified RGB (no learned features at all), and the ceilings: the
+#: ``oracle`` (each frame's own geometry) and ``oracle-world`` (ground truth in frame 0's
+#: coordinates; layer 1 adds the pose), which show what the probe reads when the 3D is there.
 BASELINES: tuple[dict[str, Any], ...] = (
     {"name": "constant", "layers": [0]},
     {"name": "pixels", "layers": [0]},
+    {"name": "oracle", "layers": [0]},
+    {"name": "oracle-world", "layers": [0, 1]},
 )
 
 
@@ -163,9 +204,10 @@ def _spec(
         "probe": {
             "preset": "cpu_small",
             "steps": settings["steps"],
-            "first_n": 9,
-            "min_gap": 1,
+            "first_n": settings["first_n"],
+            "min_gap": settings["min_gap"],
             "num_frames": 4,
+            "eval_samples_per_clip": settings.get("eval_samples_per_clip", 1),
         },
         "backbones": backbones,
     }
@@ -246,6 +288,9 @@ def run_experiment(
     write_outputs(rows, out_dir)
     summary = summarize(rows)
     atomic_write_text(out_dir / "summary.md", summary)
+    from vfm3d.zoo.findings import write_findings
+
+    write_findings([out_dir], out_dir / "findings")
     return summary
 
 
