@@ -108,6 +108,8 @@ def test_demo_report_carries_every_step(tmp_path: Path, monkeypatch: pytest.Monk
     recon = demo.DemoStep({}, ["recon note"], [("recon", "reconstruction/report.html")])
     gen = demo.DemoStep({}, ["gen note"], [("gen", "generation/report.html")])
     ask = demo.DemoStep({}, ["ask note"], [("ask", "spatial/report.html")])
+    cal = demo.DemoStep({}, ["calibration note"], [])
+    monkeypatch.setattr(demo, "calibration_step", lambda rows, out: cal)
     monkeypatch.setattr(demo, "add_reconstruction", lambda out: recon)
     monkeypatch.setattr(demo, "add_generation", lambda out: gen)
     monkeypatch.setattr(demo, "add_questions", lambda out: ask)
@@ -118,10 +120,10 @@ def test_demo_report_carries_every_step(tmp_path: Path, monkeypatch: pytest.Monk
         return out / "report.html"
 
     monkeypatch.setattr("vfm3d.probe.sweep.write_outputs", fake_outputs)
-    assert demo.add_steps([{"backbone": "x"}], tmp_path) == [recon, gen, ask]
+    assert demo.add_steps([{"backbone": "x"}], tmp_path) == [cal, recon, gen, ask]
     assert written == [
         {
-            "notes": ["recon note", "gen note", "ask note"],
+            "notes": ["calibration note", "recon note", "gen note", "ask note"],
             "links": [
                 ("recon", "reconstruction/report.html"),
                 ("gen", "generation/report.html"),
@@ -132,4 +134,5 @@ def test_demo_report_carries_every_step(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(demo, "add_reconstruction", lambda out: None)
     monkeypatch.setattr(demo, "add_generation", lambda out: None)
     monkeypatch.setattr(demo, "add_questions", lambda out: None)
+    monkeypatch.setattr(demo, "calibration_step", lambda rows, out: None)
     assert demo.add_steps([], tmp_path) == [] and len(written) == 1  # nothing rewritten

@@ -241,3 +241,54 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+#: The issue-11 calibration targets on held-out clips: (backbone, layer, metric, rule, value);
+#: ``"x_floor"`` compares with the ``constant`` probe's value on the same split.
+TARGETS: tuple[tuple[str, int, str, str, float], ...] = (
+    ("oracle", 0, "auc@30", ">=", 0.5),
+    ("oracle", 0, "point_err", "<=x_floor", 0.5),
+    ("oracle", 0, "depth_err", "<=x_floor", 0.4),
+    ("oracle-world", 1, "auc@30", ">=", 0.8),
+    ("constant", 0, "auc@30", "<=", 0.1),
+)
+
+
+def check_targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Score sweep result rows (``backbone``, ``layer``, ``split`` and metrics) against `TARGETS`.
+
+    Returns one record per (target, split) present: ``backbone``, ``layer``, ``split``,
+    ``metric``, ``rule`` (as text), ``value`` (the ratio to the floor for ``x_floor`` rules),
+    ``met`` (bool).
+    """
+
+    def find(backbone: str, layer: int, split: str) -> dict[str, Any] | None:
+        return next(
+            (
+                r
+                for r in rows
+                if (r["backbone"], r["layer"], r["split"]) == (backbone, layer, split)
+            ),
+            None,
+        )
+
+    out = []
+    for split in sorted({r["split"] for r in rows}):
+        floor = find("constant", 0, split)
+        for backbone, layer, metric, rule, bound in TARGETS:
+            row = find(backbone, layer, split)
+            if row is None or row.get(metric) is None:
+                continue
+            value = float(row[metric])
+            if rule == "<=x_floor":
+                if floor is None:
+                    continue
+                value /= float(floor[metric])
+                met, text = value <= bound, f"<= {bound}x constant"
+            elif rule == ">=":
+                met, text = value >= bound, f">= {bound}"
+            else:
+                met, text = value <= bound, f"<= {bound}"
+            out.append({"backbone": backbone, "layer": layer, "split": split, "metric": metric,
+                        "rule": text, "value": value, "met": bool(met)})  # fmt: skip
+    return out
