@@ -167,7 +167,13 @@ def run_json(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any
 
 
 def reference_step(
-    src: str, deps: str | None, name: str, precision: str, iters: int, threads: int
+    src: str,
+    deps: str | None,
+    name: str,
+    precision: str,
+    iters: int,
+    threads: int,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """VidFM3D's own training step through the shared yardstick harness."""
     harness = TOOLS / "time_vidfm3d_probe.py"
@@ -178,6 +184,7 @@ def reference_step(
     if deps:
         env["PYTHONPATH"] = deps + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
     env["PROBE_BF16"] = "1" if precision == "bf16" else "0"
+    env.update(extra_env or {})
     cmd = [sys.executable, str(harness), src, "--config", spec["reference_config"]]
     cmd += ["--threads", str(threads), "--warmup", str(spec["warmup"]), "--iters", str(iters)]
     cmd += ["--eval-iters", "1", "--eval-warmup", "0"]  # the harness needs one eval forward
@@ -193,6 +200,40 @@ def reference_step(
         "constructor": full.get("constructor"),
         "loss": full.get("loss"),
     }
+
+
+#: Environment of both sides' processes per allocator setting (glibc reads these at start-up).
+ALLOCATORS: dict[str, dict[str, str]] = {
+    "default": {"VFM3D_TUNE_MALLOC": "0"},
+    "tuned": {
+        "VFM3D_TUNE_MALLOC": "0",
+        "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    },
+}
+
+
+def _side_by_side(
+    args: argparse.Namespace, name: str, precision: str, allocator: str, iters: int
+) -> dict[str, Any]:
+    """One configuration and precision: vfm3d's step, then the reference's, same environment."""
+    extra = ALLOCATORS[allocator]
+    env = {**os.environ, **extra}
+    cmd = [sys.executable, __file__, "--worker", name, precision, "--flops"]
+    if args.checkpoint_trunk:
+        cmd.append("--checkpoint-trunk")
+    ours = run_json([*cmd, "--threads", str(args.threads), "--iters", str(iters)], env=env)
+    entry: dict[str, Any] = {"vfm3d": ours}
+    ours["gflop_per_s"] = ours["step_gflop"] / ours["step_s"]
+    ours["fraction_of_matmul_roofline"] = ours["gflop_per_s"] / args.roofline[precision]
+    if args.reference:
+        ref = reference_step(
+            args.reference, args.reference_deps, name, precision, iters, args.threads, extra
+        )
+        entry["reference"] = ref
+        entry["ratio"] = ref["step_s"] / ours["step_s"]
+        entry["memory_ratio"] = ours["peak_rss_mb"] / ref["peak_rss_mb"]
+    return entry
 
 
 def main() -> None:
@@ -213,6 +254,15 @@ def main() -> None:
         action="store_true",
         help="vfm3d's trunk under activation checkpointing (the reference always checkpoints)",
     )
+    parser.add_argument(
+        "--allocators",
+        nargs="+",
+        default=["default"],
+        choices=list(ALLOCATORS),
+        help="glibc malloc settings, the same for both sides: default, and/or tuned (mmap and "
+        "trim thresholds 1 GiB, what the vfm3d command applies to itself; "
+        "vfm3d.utils.allocator)",
+    )
     args = parser.parse_args()
     if args.worker:
         name, precision = args.worker
@@ -224,6 +274,7 @@ def main() -> None:
     from vfm3d.utils.atomic import atomic_write_json
 
     roofline = {p: matmul_gflop_per_s(p, args.threads) for p in ("fp32", "bf16")}
+    args.roofline = roofline
     result: dict[str, Any] = {
         "what": "whole training steps (forward, loss, backward, AdamW), batch 1, 4 frames",
         "machine": platform.processor() or platform.machine(),
@@ -234,27 +285,15 @@ def main() -> None:
         "vfm3d_checkpoint_trunk": args.checkpoint_trunk,
         "runs": {},
     }
+    result["allocators"] = {a: ALLOCATORS[a] for a in args.allocators}
     for name in args.configs:
         iters = args.iters or (5 if name == "vidfm3d-small" else 2)
         for precision in args.precisions:
-            key = f"{name}/{precision}"
-            print(f"[bench_probe] {key} ...", flush=True)
-            cmd = [sys.executable, __file__, "--worker", name, precision, "--flops"]
-            if args.checkpoint_trunk:
-                cmd.append("--checkpoint-trunk")
-            ours = run_json([*cmd, "--threads", str(args.threads), "--iters", str(iters)])
-            entry: dict[str, Any] = {"vfm3d": ours}
-            ours["gflop_per_s"] = ours["step_gflop"] / ours["step_s"]
-            ours["fraction_of_matmul_roofline"] = ours["gflop_per_s"] / roofline[precision]
-            if args.reference:
-                ref = reference_step(
-                    args.reference, args.reference_deps, name, precision, iters, args.threads
-                )
-                entry["reference"] = ref
-                entry["ratio"] = ref["step_s"] / ours["step_s"]
-                entry["memory_ratio"] = ours["peak_rss_mb"] / ref["peak_rss_mb"]
-            result["runs"][key] = entry
-            print(f"[bench_probe] {key}: {json.dumps(entry, default=str)[:400]}", flush=True)
+            for allocator in args.allocators:
+                key = f"{name}/{precision}" + ("" if allocator == "default" else f"/{allocator}")
+                result["runs"][key] = _side_by_side(args, name, precision, allocator, iters)
+                result["runs"][key]["allocator"] = allocator
+                print(f"[bench_probe] {key}: {json.dumps(result['runs'][key])[:400]}", flush=True)
     result["load_average_after"] = list(os.getloadavg())
     result["matmul_gflop_per_s_after"] = {
         p: matmul_gflop_per_s(p, args.threads) for p in ("fp32", "bf16")

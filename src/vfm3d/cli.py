@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     parser = build_parser(command)
     parsed = parser.parse_args(args[1:])
+    from vfm3d.utils.allocator import tune_allocator
+
+    tune_allocator()  # this process only (see vfm3d.utils.allocator)
     try:
         return int(parsed._main(parsed) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as error:

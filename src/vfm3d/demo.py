@@ -25,7 +25,7 @@ def demo_spec(quick: bool = False) -> dict[str, Any]:
     """The demo's sweep spec as a dict (see `vfm3d.probe.sweep` for the keys).
 
     The probe's calibrated setting (docs/probe.md) at a demo budget: 81-frame 32x32 world clips,
-    VidFM3D's sampling (4 of the first 76 frames, gaps >= 5), 300-step cpu-small probes, 6
+    VidFM3D's sampling (4 of the first 76 frames, gaps >= 5), 400-step cpu-small probes on 32 training clips, 6
     held-out clips per kind with 2 samples each. Probed: the ``constant`` floor, the ``oracle``
     and ``oracle-world`` ceilings (their `vfm3d.probe.calibrate.TARGETS` are checked in the
     report) and one middle layer of each shipped zoo model, read in windows of the clip length it
@@ -58,7 +58,7 @@ def demo_spec(quick: bool = False) -> dict[str, Any]:
         "seed": 0,
         "world": {
             "kind": "mixed",
-            "train_clips": 6 if quick else 24,
+            "train_clips": 6 if quick else 32,
             "eval_kinds": ["object", "scene"],
             "eval_clips": 2 if quick else 6,
             "frames": frames,
@@ -67,7 +67,7 @@ def demo_spec(quick: bool = False) -> dict[str, Any]:
         },
         "probe": {
             "preset": "cpu_small",
-            "steps": 20 if quick else 300,
+            "steps": 20 if quick else 400,
             "first_n": min(frames, 76),
             "min_gap": 5,
             "num_frames": 4,
