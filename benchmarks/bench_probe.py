@@ -6,7 +6,8 @@ Two configurations, each in fp32 and under CPU bf16 autocast (the paper trains b
   (64, 128, 256, 256), camera trunk 4, output 112 x 112 (24.07 M parameters);
 - ``paper``: C=1536, D=1024, 16 heads, 30x52 grid, 294 x 518 output (383.86 M parameters).
 
-A step is batch 1, 4 frames: forward, loss, backward and ``AdamW.step`` (zero_grad included),
+A step is batch 1, 4 frames: ``zero_grad`` (first, so the last step's gradients are freed
+before the forward, as in the reference harness), forward, loss, backward and ``AdamW.step``,
 median of ``--iters`` after warm-up, each configuration and precision in its own process (so
 the process's peak RSS is its own). vfm3d's side is this file's ``--worker`` mode; VidFM3D's side
 (``--reference SRC``, an exported VidFM3D tree) runs through ``../shared/tools/
@@ -111,8 +112,8 @@ def worker(
             return probe_loss(pred, batch, model.config)["loss"]
 
     def step() -> None:
+        opt.zero_grad(set_to_none=True)  # first, as the reference harness and vfm3d's trainer do
         loss = loss_of()
-        opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 

@@ -293,10 +293,12 @@ def train(
         batch = collate(dataset[i] for i in range(first, first + local_batch))
         batch = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}
         out_hw = tuple(batch["depth"].shape[-2:])
+        # Free the last step's gradients before this step's activations exist: peak memory is
+        # then parameters + optimizer state + activations, not + a gradient copy too.
+        optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             pred = net(batch["features"], out_hw)
         losses = probe_loss(pred, batch, config)
-        optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
