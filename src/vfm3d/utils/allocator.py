@@ -7,7 +7,7 @@ iteration (optimizer temporaries, bf16 weight casts, activations) pays page faul
 on each. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` keeps those pages for reuse.
 
 Measured on the probe's "small" training step (2 threads, `benchmarks/bench_probe.py`): about
-a third faster in fp32 and an eighth in bf16, peak RSS unchanged. This is a process-wide
+a quarter faster in fp32 and a tenth in bf16, peak RSS unchanged. This is a process-wide
 setting that speeds up any PyTorch code in the process (the reference implementation's too), so
 `vfm3d`'s command-line entry point applies it to its own processes, and the library never
 applies it on import. ``VFM3D_TUNE_MALLOC=0`` turns it off.
