@@ -17,7 +17,14 @@ step come from ``torch.utils.flop_counter`` (forward + backward, vfm3d's side); 
 is set against the machine's matmul roofline measured in the same run (2048^3 fp32 and bf16
 ``mm``), so a number taken under load can be read against the load.
 
+Each pair runs under the ``--settings`` of `SETTINGS`: ``shipped`` (each side out of the box:
+vfm3d's ProbeModel tunes glibc's allocator, its trainer's AdamW is fused), ``yardstick`` (as the
+shared ``probe_side_by_side.py``: torch's default AdamW on vfm3d's side too), and two equalised
+ones, ``default`` and ``tuned`` (the same allocator and the same AdamW on both sides), so the
+part of a ratio that comes from the allocator and the optimizer can be read off.
+
     python benchmarks/bench_probe.py [--configs vidfm3d-small paper] [--precisions fp32 bf16]
+        [--settings shipped yardstick default tuned]
         [--reference /tmp/vidfm3d_src --reference-deps /tmp/vidfm3d_deps] [--threads 2]
 
 Writes ``benchmarks/results/probe.json`` (or ``--out``); ``ratio`` = reference_s / vfm3d_s.
@@ -87,10 +94,18 @@ def fake_batch(grid: tuple[int, int], channels: int, out: tuple[int, int]) -> di
 
 
 def worker(
-    name: str, precision: str, iters: int, threads: int, flops: bool, checkpoint: bool = False
+    name: str,
+    precision: str,
+    iters: int,
+    threads: int,
+    flops: bool,
+    checkpoint: bool = False,
+    optimizer: str = "reference",
 ) -> dict[str, Any]:
     """One process: vfm3d's step at configuration ``name`` in ``precision`` (``checkpoint``:
-    activation checkpointing of the trunk, as the reference runs)."""
+    activation checkpointing of the trunk, as the reference runs; ``optimizer``: "reference" =
+    torch's default AdamW as the reference harness builds it, "trainer" = vfm3d's trainer's,
+    `vfm3d.utils.optim.adamw`, fused)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -102,7 +117,12 @@ def worker(
     cfg = ProbeConfig(**spec["probe"], checkpoint_trunk=checkpoint)
     torch.manual_seed(0)
     model = ProbeModel(cfg, spec["channels"])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+    if optimizer == "trainer":
+        from vfm3d.utils.optim import adamw
+
+        opt = adamw(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
     batch = fake_batch(spec["grid"], spec["channels"], spec["out"])
     bf16 = precision == "bf16"
 
@@ -130,6 +150,9 @@ def worker(
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "checkpoint_trunk": checkpoint,
+        "optimizer": optimizer,
+        "adamw_fused": bool(opt.param_groups[0].get("fused")),
+        "allocator_tuned_by_vfm3d": os.environ.get("VFM3D_TUNE_MALLOC", "1") != "0",
         "heads_layout": "channels_last"
         if model._heads_layout is torch.channels_last
         else "contiguous",
@@ -203,24 +226,49 @@ def reference_step(
     }
 
 
-#: Environment of both sides' processes per allocator setting (glibc reads these at start-up).
-ALLOCATORS: dict[str, dict[str, str]] = {
-    "default": {"VFM3D_TUNE_MALLOC": "0"},
+#: What each side runs with. ``env``: the environment of both sides' processes (glibc reads
+#: ``MALLOC_*`` at start-up); ``optimizer``: vfm3d's side's AdamW (the reference always builds
+#: torch's default one).
+SETTINGS: dict[str, dict[str, Any]] = {
+    "shipped": {
+        "env": {},
+        "optimizer": "trainer",
+        "what": "each side as it runs out of the box: vfm3d tunes glibc's allocator when a "
+        "ProbeModel is built (vfm3d.utils.allocator) and its trainer uses fused AdamW; the "
+        "reference runs glibc's defaults and torch's default AdamW",
+    },
+    "yardstick": {
+        "env": {},
+        "optimizer": "reference",
+        "what": "as ../shared/tools/probe_side_by_side.py: vfm3d's side builds torch's default "
+        "AdamW itself (the allocator is still tuned by building the ProbeModel)",
+    },
+    "default": {
+        "env": {"VFM3D_TUNE_MALLOC": "0"},
+        "optimizer": "reference",
+        "what": "equalised: glibc's defaults and torch's default AdamW on both sides",
+    },
     "tuned": {
-        "VFM3D_TUNE_MALLOC": "0",
-        "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
-        "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+        "env": {
+            "VFM3D_TUNE_MALLOC": "0",
+            "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+            "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+        },
+        "optimizer": "reference",
+        "what": "equalised: both sides' mmap and trim thresholds at 1 GiB (what vfm3d applies "
+        "to itself) and torch's default AdamW",
     },
 }
 
 
 def _side_by_side(
-    args: argparse.Namespace, name: str, precision: str, allocator: str, iters: int
+    args: argparse.Namespace, name: str, precision: str, setting: str, iters: int
 ) -> dict[str, Any]:
     """One configuration and precision: vfm3d's step, then the reference's, same environment."""
-    extra = ALLOCATORS[allocator]
+    extra = SETTINGS[setting]["env"]
     env = {**os.environ, **extra}
     cmd = [sys.executable, __file__, "--worker", name, precision, "--flops"]
+    cmd += ["--optimizer", SETTINGS[setting]["optimizer"]]
     if args.checkpoint_trunk:
         cmd.append("--checkpoint-trunk")
     ours = run_json([*cmd, "--threads", str(args.threads), "--iters", str(iters)], env=env)
@@ -256,19 +304,23 @@ def main() -> None:
         help="vfm3d's trunk under activation checkpointing (the reference always checkpoints)",
     )
     parser.add_argument(
-        "--allocators",
+        "--settings",
         nargs="+",
-        default=["default"],
-        choices=list(ALLOCATORS),
-        help="glibc malloc settings, the same for both sides: default, and/or tuned (mmap and "
-        "trim thresholds 1 GiB, what the vfm3d command applies to itself; "
-        "vfm3d.utils.allocator)",
+        default=list(SETTINGS),
+        choices=list(SETTINGS),
+        help="what each side runs with: shipped (each out of the box), yardstick (as the shared "
+        "probe_side_by_side.py), default / tuned (allocator and optimizer equalised)",
+    )
+    parser.add_argument(
+        "--optimizer", default="reference", choices=["reference", "trainer"], help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.worker:
         name, precision = args.worker
         iters = args.iters or 5
-        result = worker(name, precision, iters, args.threads, args.flops, args.checkpoint_trunk)
+        result = worker(
+            name, precision, iters, args.threads, args.flops, args.checkpoint_trunk, args.optimizer
+        )
         print(json.dumps(result))
         return
 
@@ -286,14 +338,14 @@ def main() -> None:
         "vfm3d_checkpoint_trunk": args.checkpoint_trunk,
         "runs": {},
     }
-    result["allocators"] = {a: ALLOCATORS[a] for a in args.allocators}
+    result["settings"] = {k: SETTINGS[k] for k in args.settings}
     for name in args.configs:
         iters = args.iters or (5 if name == "vidfm3d-small" else 2)
         for precision in args.precisions:
-            for allocator in args.allocators:
-                key = f"{name}/{precision}" + ("" if allocator == "default" else f"/{allocator}")
-                result["runs"][key] = _side_by_side(args, name, precision, allocator, iters)
-                result["runs"][key]["allocator"] = allocator
+            for setting in args.settings:
+                key = f"{name}/{precision}/{setting}"
+                result["runs"][key] = _side_by_side(args, name, precision, setting, iters)
+                result["runs"][key]["setting"] = setting
                 print(f"[bench_probe] {key}: {json.dumps(result['runs'][key])[:400]}", flush=True)
     result["load_average_after"] = list(os.getloadavg())
     result["matmul_gflop_per_s_after"] = {

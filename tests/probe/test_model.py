@@ -282,3 +282,57 @@ def test_channels_last_heads_compute_the_same_function() -> None:
         torch.testing.assert_close(outs["on"][key], outs["off"][key], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="channels_last_heads"):
         ProbeConfig.cpu_small(channels_last_heads="yes")
+
+
+def _vggt_camera_loop(head, camera_tokens: torch.Tensor) -> list[torch.Tensor]:
+    """VGGT's camera-head loop written out independently: one iteration after the other, each
+    conditioned on the previous (detached) estimate."""
+    b, s, _ = camera_tokens.shape
+    tokens = head.token_norm(camera_tokens)
+    pred, outputs = None, []
+    for _ in range(head.iters):
+        start = head.empty_pose.expand(b, s, 9) if pred is None else pred.detach()
+        shift, scale, gate = head.modulation(head.embed_pose(start)).chunk(3, dim=-1)
+        x = gate * (head.adaln_norm(tokens) * (1 + scale) + shift) + tokens
+        for block in head.trunk:
+            x = block(x)
+        delta = head.pose_branch(head.trunk_norm(x))
+        pred = delta if pred is None else pred.detach() + delta
+        outputs.append(torch.cat([pred[..., :7], torch.relu(pred[..., 7:])], dim=-1))
+    return outputs
+
+
+@pytest.mark.parametrize("iters", [1, 2, 4])
+def test_batched_camera_iterations_equal_the_sequential_loop(iters: int) -> None:
+    """With gradients on, the camera head runs its iterations as one batch; outputs and every
+    gradient (parameters and input tokens) must be the sequential loop's."""
+    from vfm3d.probe.heads import CameraHead
+
+    torch.manual_seed(0)
+    head = CameraHead(32, trunk_depth=2, num_heads=4, init_values=0.5, iters=iters)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0, 0.3)  # far from the near-zero init, so every iteration matters
+    tokens = torch.randn(2, 5, 32, dtype=torch.float64, requires_grad=True)
+    head = head.double()
+    weights = torch.linspace(-1, 2, 9, dtype=torch.float64)
+    results = []
+    for run in (head, lambda t: _vggt_camera_loop(head, t)):
+        head.zero_grad(set_to_none=True)
+        tokens.grad = None
+        outs = run(tokens)
+        loss = sum((o * weights).square().sum() * (i + 1) for i, o in enumerate(outs))
+        loss.backward()
+        grads = {k: p.grad.clone() for k, p in head.named_parameters()}
+        results.append(([o.detach() for o in outs], grads, tokens.grad.clone()))
+    (outs_b, grads_b, tok_b), (outs_s, grads_s, tok_s) = results
+    assert len(outs_b) == len(outs_s) == iters
+    for a, b in zip(outs_b, outs_s, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for key in grads_s:
+        torch.testing.assert_close(grads_b[key], grads_s[key], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(tok_b, tok_s, rtol=1e-9, atol=1e-12)
+    # without gradients the head runs the loop itself: same values
+    with torch.no_grad():
+        for a, b in zip(head(tokens), outs_s, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from vfm3d.utils.atomic import atomic_path
+from vfm3d.utils.optim import load_optimizer_state
 
 
 def _read(source: Path, what: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -85,7 +86,7 @@ def load_checkpoint(
             if key.startswith("optim/"):
                 _, index, name = key.split("/", 2)
                 state.setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        load_optimizer_state(optimizer, {"state": state, "param_groups": meta["param_groups"]})
     if restore_rng:
         if "rng/torch" in tensors:
             torch.set_rng_state(tensors["rng/torch"])

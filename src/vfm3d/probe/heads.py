@@ -57,26 +57,65 @@ class CameraHead(nn.Module):
         self.pose_branch = Mlp(dim, dim // 2, 9)
 
     def forward(self, camera_tokens: torch.Tensor) -> list[torch.Tensor]:
-        """``camera_tokens [B, S, dim]`` -> list of ``iters`` encodings ``[B, S, 9]`` (last = best)."""
-        b, s, _ = camera_tokens.shape
+        """``camera_tokens [B, S, dim]`` -> list of ``iters`` encodings ``[B, S, 9]`` (last = best).
+
+        With gradients on, the iterations run as one batch (`_batched`): the same function and
+        gradients as the sequential loop, with one weight-gradient product per trunk weight
+        instead of ``iters`` (the trunk sees only ``B*S`` tokens, so its backward is bound by
+        writing weight-sized gradients, not by FLOPs).
+        """
         tokens = self.token_norm(camera_tokens)
+        if torch.is_grad_enabled() and self.iters > 1:
+            return self._batched(tokens)
+        return [_activate(p) for p in self._sequential(tokens, self.iters)]
+
+    def _delta(self, tokens: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """One iteration's update: ``tokens [N, S, dim]``, ``previous [N, S, 9]`` (detached
+        raw estimate, or ``empty_pose`` for the first) -> delta ``[N, S, 9]``."""
+        shift, scale, gate = self.modulation(self.embed_pose(previous)).chunk(3, dim=-1)
+        x = gate * (self.adaln_norm(tokens) * (1 + scale) + shift) + tokens
+        for block in self.trunk:
+            x = block(x)
+        return self.pose_branch(self.trunk_norm(x))
+
+    def _sequential(self, tokens: torch.Tensor, iters: int) -> list[torch.Tensor]:
+        """VGGT's loop: raw (not yet activated) estimates of the first ``iters`` iterations."""
+        b, s, _ = tokens.shape
         pred: torch.Tensor | None = None
-        outputs: list[torch.Tensor] = []
-        for _ in range(self.iters):
+        raw: list[torch.Tensor] = []
+        for _ in range(iters):
             if pred is None:
-                cond = self.embed_pose(self.empty_pose.expand(b, s, 9))
+                pred = self._delta(tokens, self.empty_pose.expand(b, s, 9))
             else:
-                cond = self.embed_pose(pred.detach())
-            shift, scale, gate = self.modulation(cond).chunk(3, dim=-1)
-            x = gate * (self.adaln_norm(tokens) * (1 + scale) + shift) + tokens
-            for block in self.trunk:
-                x = block(x)
-            delta = self.pose_branch(self.trunk_norm(x))
-            # VGGT / VidFM3D: the previous estimate is detached (no backprop through time).
-            pred = delta if pred is None else pred.detach() + delta
-            fov = F.relu(pred[..., 7:])
-            outputs.append(torch.cat([pred[..., :7], fov], dim=-1))
+                # VGGT / VidFM3D: the previous estimate is detached (no backprop through time).
+                pred = pred.detach() + self._delta(tokens, pred.detach())
+            raw.append(pred)
+        return raw
+
+    def _batched(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """All iterations in one batch. Iteration i depends on iteration i-1 only through its
+        detached value, so those values are computed first without a graph (the sequential
+        loop, ``iters - 1`` iterations), then every iteration's delta is recomputed with the
+        graph in one ``[iters*B, S]`` pass; outputs equal the sequential loop's up to rounding."""
+        b, s, _ = tokens.shape
+        with torch.no_grad():
+            previous = [p.detach() for p in self._sequential(tokens, self.iters - 1)]
+        repeated = tokens.unsqueeze(0).expand(self.iters, b, s, tokens.shape[-1])
+        # iteration 0 conditions on the learnt empty pose (its gradient flows), the others on
+        # the detached estimates
+        start = self.empty_pose.expand(b, s, 9)
+        conds = torch.cat([start, *[p.to(start.dtype) for p in previous]], dim=0)
+        deltas = self._delta(repeated.reshape(-1, s, tokens.shape[-1]), conds)
+        deltas = deltas.view(self.iters, b, s, 9)
+        outputs = [_activate(deltas[0])]
+        for i, prev in enumerate(previous, start=1):
+            outputs.append(_activate(prev + deltas[i]))
         return outputs
+
+
+def _activate(pred: torch.Tensor) -> torch.Tensor:
+    """Raw ``[..., 9]`` estimate -> encoding: translation and quaternion linear, FoV ReLU."""
+    return torch.cat([pred[..., :7], F.relu(pred[..., 7:])], dim=-1)
 
 
 # ---------------------------------------------------------------------- DPT head

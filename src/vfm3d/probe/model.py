@@ -12,6 +12,7 @@ from vfm3d.models.vggt.aggregator import first_and_rest
 from vfm3d.probe.config import ProbeConfig
 from vfm3d.probe.heads import CameraHead, DPTHead
 from vfm3d.probe.layers import Block, RoPE2D
+from vfm3d.utils.allocator import tune_allocator
 
 
 class ProbeModel(nn.Module):
@@ -26,6 +27,9 @@ class ProbeModel(nn.Module):
 
     def __init__(self, config: ProbeConfig, in_channels: int):
         super().__init__()
+        # keep large buffers in the heap for reuse (see vfm3d.utils.allocator; this process only,
+        # off with VFM3D_TUNE_MALLOC=0): page faults were about half of a small probe's step
+        tune_allocator()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
         self.config = config

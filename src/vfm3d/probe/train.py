@@ -1,4 +1,5 @@
-"""Probe training: AdamW + warm-up/cosine, gradient clipping, exact resume, DDP, JSONL logs.
+"""Probe training: AdamW (fused where possible) + warm-up/cosine, gradient clipping, exact resume, DDP,
+JSONL logs.
 
 Run folder layout (``out_dir``):
 
@@ -47,6 +48,7 @@ from vfm3d.probe.data import (
 from vfm3d.probe.losses import probe_loss
 from vfm3d.probe.model import ProbeModel
 from vfm3d.utils.atomic import atomic_write_json, atomic_write_text
+from vfm3d.utils.optim import adamw
 
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
@@ -252,11 +254,8 @@ def train(
 
     torch.manual_seed(seed)
     model = ProbeModel(config, settings["in_channels"]).to(dev)
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.lr,
-        betas=config.betas,
-        weight_decay=config.weight_decay,
+    optimizer = adamw(
+        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
     start = 0
     if resume and ckpt_path.is_file():

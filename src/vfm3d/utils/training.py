@@ -1,6 +1,6 @@
 """Generic training machinery shared by the systems and the zoo (no zoo specifics).
 
-Training loop (`Trainer`): AdamW, linear warm-up then cosine decay, gradient clipping, a tqdm bar,
+Training loop (`Trainer`): AdamW (fused where possible, `vfm3d.utils.optim`), linear warm-up then cosine decay, gradient clipping, a tqdm bar,
 one JSONL line of losses every ``log_every`` steps, and a resumable checkpoint (model and optimiser
 state in one safetensors file, written atomically) every ``checkpoint_every`` steps. Batches are
 drawn with a generator seeded by ``(seed, step)``, so a resumed run draws the same batches as an
@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from vfm3d.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
+from vfm3d.utils.optim import adamw, load_optimizer_state
 
 
 @dataclass
@@ -142,7 +143,7 @@ def load_checkpoint(
         head = f"model/{prefix}/"
         state = {k[len(head) :]: v for k, v in tensors.items() if k.startswith(head)}
         module.load_state_dict(state, strict=True)
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    load_optimizer_state(optimizer, _unflatten_optimizer(tensors, meta["optimizer"]))
     return int(meta["step"])
 
 
@@ -184,7 +185,7 @@ class Trainer:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         params = [p for m in self.modules.values() for p in m.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
+        self.optimizer = adamw(
             params, lr=self.lr, betas=(0.9, 0.95), weight_decay=self.weight_decay
         )
         self.params = params
