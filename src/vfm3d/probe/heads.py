@@ -85,7 +85,10 @@ class CameraHead(nn.Module):
         raw: list[torch.Tensor] = []
         for _ in range(iters):
             if pred is None:
-                pred = self._delta(tokens, self.empty_pose.expand(b, s, 9))
+                # (detached without grad: a no-grad view of a parameter would still claim
+                # requires_grad, which trips autograd hooks such as FlopCounterMode's)
+                empty = self.empty_pose if torch.is_grad_enabled() else self.empty_pose.detach()
+                pred = self._delta(tokens, empty.expand(b, s, 9))
             else:
                 # VGGT / VidFM3D: the previous estimate is detached (no backprop through time).
                 pred = pred.detach() + self._delta(tokens, pred.detach())
@@ -99,7 +102,7 @@ class CameraHead(nn.Module):
         graph in one ``[iters*B, S]`` pass; outputs equal the sequential loop's up to rounding."""
         b, s, _ = tokens.shape
         with torch.no_grad():
-            previous = [p.detach() for p in self._sequential(tokens, self.iters - 1)]
+            previous = self._sequential(tokens.detach(), self.iters - 1)
         repeated = tokens.unsqueeze(0).expand(self.iters, b, s, tokens.shape[-1])
         # iteration 0 conditions on the learnt empty pose (its gradient flows), the others on
         # the detached estimates
