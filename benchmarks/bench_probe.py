@@ -251,12 +251,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "tuned": {
         "env": {
             "VFM3D_TUNE_MALLOC": "0",
-            "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+            "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
             "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
         },
         "optimizer": "reference",
-        "what": "equalised: both sides' mmap and trim thresholds at 1 GiB (what vfm3d applies "
-        "to itself) and torch's default AdamW",
+        "what": "equalised: both sides' mmap / trim thresholds at 32 MiB / 1 GiB (what vfm3d "
+        "applies to itself) and torch's default AdamW",
     },
 }
 
