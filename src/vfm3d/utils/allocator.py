@@ -6,8 +6,8 @@ them on free, and trims the heap's top whenever more than twice that is free, so
 that allocates and frees the same multi-megabyte buffers every iteration (optimizer temporaries,
 bf16 weight casts, weight gradients, activations) pays page faults and zeroing on each. Fixing
 ``M_MMAP_THRESHOLD`` at 32 MiB and raising ``M_TRIM_THRESHOLD`` to 1 GiB keeps those pages for
-reuse: host memory is then held the way PyTorch's CUDA caching allocator holds device memory (peak RSS unchanged, but what
-is freed is kept by the process rather than returned to the system).
+reuse: host memory is then held the way PyTorch's CUDA caching allocator holds device memory
+(what is freed is kept by the process rather than returned to the system).
 
 Measured on the probe's "small" training step (2 threads, `benchmarks/bench_probe.py`): with
 glibc's defaults 16-21 K page faults every step, with the thresholds raised none after the
