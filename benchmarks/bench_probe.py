@@ -28,6 +28,7 @@ part of a ratio that comes from the allocator and the optimizer can be read off.
     python benchmarks/bench_probe.py [--configs vidfm3d-small paper] [--precisions fp32 bf16]
         [--settings shipped yardstick default tuned]
         [--reference /tmp/vidfm3d_src --reference-deps /tmp/vidfm3d_deps] [--threads 2]
+        [--repeats 3]
 
 Writes ``benchmarks/results/probe.json`` (or ``--out``); ``ratio`` = reference_s / vfm3d_s.
 torch.compile is not used: on these 2 cores compiling the probe's training step took ~9 minutes
@@ -298,26 +299,69 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def _side_by_side(
-    args: argparse.Namespace, name: str, precision: str, setting: str, iters: int
+    args: argparse.Namespace,
+    name: str,
+    precision: str,
+    setting: str,
+    iters: int,
+    reference_first: bool = False,
 ) -> dict[str, Any]:
-    """One configuration and precision: vfm3d's step, then the reference's, same environment."""
+    """One configuration and precision: vfm3d's step, then the reference's (or the other way
+    round), same environment."""
     extra = SETTINGS[setting]["env"]
     env = {**os.environ, **extra}
     cmd = [sys.executable, __file__, "--worker", name, precision, "--flops"]
     cmd += ["--optimizer", SETTINGS[setting]["optimizer"]]
     if args.checkpoint_trunk:
         cmd.append("--checkpoint-trunk")
-    ours = run_json([*cmd, "--threads", str(args.threads), "--iters", str(iters)], env=env)
-    entry: dict[str, Any] = {"vfm3d": ours}
-    ours["gflop_per_s"] = ours["step_gflop"] / ours["step_s"]
-    ours["fraction_of_matmul_roofline"] = ours["gflop_per_s"] / args.roofline[precision]
-    if args.reference:
+    ref = None
+    if args.reference and reference_first:
         ref = reference_step(
             args.reference, args.reference_deps, name, precision, iters, args.threads, extra
         )
+    ours = run_json([*cmd, "--threads", str(args.threads), "--iters", str(iters)], env=env)
+    entry: dict[str, Any] = {"vfm3d": ours, "order": "reference first" if ref else "vfm3d first"}
+    ours["gflop_per_s"] = ours["step_gflop"] / ours["step_s"]
+    ours["fraction_of_matmul_roofline"] = ours["gflop_per_s"] / args.roofline[precision]
+    if args.reference:
+        if ref is None:
+            ref = reference_step(
+                args.reference, args.reference_deps, name, precision, iters, args.threads, extra
+            )
         entry["reference"] = ref
         entry["ratio"] = ref["step_s"] / ours["step_s"]
         entry["memory_ratio"] = ours["peak_rss_mb"] / ref["peak_rss_mb"]
+    return entry
+
+
+def _repeated(
+    args: argparse.Namespace, name: str, precision: str, setting: str, iters: int
+) -> dict[str, Any]:
+    """``args.repeats`` side-by-side pairs, alternating which side runs first (so a drift of the
+    machine's speed during the run favours neither). The entry is the pair with the median
+    ratio; ``repeats`` lists every pair's times and ratios, ``ratio_min`` / ``ratio_max`` their
+    range (one pair: no range)."""
+    pairs = [
+        _side_by_side(args, name, precision, setting, iters, reference_first=bool(i % 2))
+        for i in range(args.repeats)
+    ]
+    if "ratio" not in pairs[0]:
+        return pairs[0]
+    pairs.sort(key=lambda e: e["ratio"])
+    entry = dict(pairs[(len(pairs) - 1) // 2])
+    if len(pairs) > 1:
+        entry["repeats"] = [
+            {
+                "order": e["order"],
+                "vfm3d_s": e["vfm3d"]["step_s"],
+                "reference_s": e["reference"]["step_s"],
+                "ratio": e["ratio"],
+                "memory_ratio": e["memory_ratio"],
+            }
+            for e in pairs
+        ]
+        entry["ratio_min"], entry["ratio_max"] = pairs[0]["ratio"], pairs[-1]["ratio"]
+        entry["memory_ratio_max"] = max(e["memory_ratio"] for e in pairs)
     return entry
 
 
@@ -355,6 +399,13 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=None, help="timed steps (small 5, paper 2)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="side-by-side pairs per entry, alternating which side runs first; the entry is the "
+        "pair with the median ratio, with the range over all pairs",
+    )
     parser.add_argument("--reference", default=os.environ.get("VIDFM3D_SRC"))
     parser.add_argument("--reference-deps", default=os.environ.get("VIDFM3D_DEPS"))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "probe.json"))
@@ -417,7 +468,7 @@ def main() -> None:
         for precision in args.precisions:
             for setting in args.settings:
                 key = f"{name}/{precision}/{setting}"
-                result["runs"][key] = _side_by_side(args, name, precision, setting, iters)
+                result["runs"][key] = _repeated(args, name, precision, setting, iters)
                 result["runs"][key]["setting"] = setting
                 print(f"[bench_probe] {key}: {json.dumps(result['runs'][key])[:400]}", flush=True)
     result["load_average_after"] = list(os.getloadavg())
