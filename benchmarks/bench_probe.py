@@ -131,11 +131,12 @@ def worker(
     iters: int,
     threads: int,
     flops: bool,
-    checkpoint: bool = False,
+    checkpoint: bool | None = None,
     optimizer: str = "reference",
 ) -> dict[str, Any]:
     """One process: vfm3d's step at configuration ``name`` in ``precision`` (``checkpoint``:
-    activation checkpointing of the trunk, as the reference runs; ``optimizer``: "reference" =
+    activation checkpointing of the trunk, None = `ProbeConfig`'s default, which is on, as the
+    reference runs; ``optimizer``: "reference" =
     torch's default AdamW as the reference harness builds it, "trainer" = vfm3d's trainer's,
     `vfm3d.utils.optim.adamw`, fused)."""
     import torch
@@ -146,7 +147,8 @@ def worker(
 
     torch.set_num_threads(threads)
     spec = CONFIGS[name]
-    cfg = ProbeConfig(**spec["probe"], checkpoint_trunk=checkpoint)
+    extra = {} if checkpoint is None else {"checkpoint_trunk": checkpoint}
+    cfg = ProbeConfig(**spec["probe"], **extra)
     torch.manual_seed(0)
     model = ProbeModel(cfg, spec["channels"])
     if optimizer == "trainer":
@@ -181,7 +183,7 @@ def worker(
         "step_s_all": [round(t, 4) for t in times],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
         "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
-        "checkpoint_trunk": checkpoint,
+        "checkpoint_trunk": cfg.checkpoint_trunk,
         "optimizer": optimizer,
         "adamw_fused": bool(opt.param_groups[0].get("fused")),
         "allocator_tuned_by_vfm3d": os.environ.get("VFM3D_TUNE_MALLOC", "1") != "0",
@@ -312,8 +314,7 @@ def _side_by_side(
     env = {**os.environ, **extra}
     cmd = [sys.executable, __file__, "--worker", name, precision, "--flops"]
     cmd += ["--optimizer", SETTINGS[setting]["optimizer"]]
-    if args.checkpoint_trunk:
-        cmd.append("--checkpoint-trunk")
+    cmd += ["--checkpoint-trunk", args.checkpoint_trunk]
     ref = None
     if args.reference and reference_first:
         ref = reference_step(
@@ -372,13 +373,15 @@ def recount(path: Path, threads: int) -> None:
     from vfm3d.utils.atomic import atomic_write_json
 
     result = json.loads(path.read_text())
-    checkpoint = bool(result.get("vfm3d_checkpoint_trunk"))
+    checkpoint = result.get("vfm3d_checkpoint_trunk", "default")
+    if isinstance(checkpoint, bool):  # files written when the flag was a switch
+        checkpoint = "on" if checkpoint else "off"
     counted: dict[str, dict[str, Any]] = {}
     for key, entry in result["runs"].items():
         name, precision = key.split("/")[:2]
         if name not in counted:
             cmd = [sys.executable, __file__, "--worker", name, "fp32", "--flops", "--iters", "0"]
-            cmd += ["--threads", str(threads)] + (["--checkpoint-trunk"] if checkpoint else [])
+            cmd += ["--threads", str(threads), "--checkpoint-trunk", checkpoint]
             counted[name] = run_json(cmd)
         ours = entry["vfm3d"]
         ours["step_gflop"] = counted[name]["step_gflop"]
@@ -415,8 +418,10 @@ def main() -> None:
     parser.add_argument("--flops", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--checkpoint-trunk",
-        action="store_true",
-        help="vfm3d's trunk under activation checkpointing (the reference always checkpoints)",
+        choices=["default", "on", "off"],
+        default="default",
+        help="vfm3d's trunk under activation checkpointing: default = ProbeConfig's (on, as the "
+        "reference always checkpoints)",
     )
     parser.add_argument(
         "--settings",
@@ -443,7 +448,13 @@ def main() -> None:
         name, precision = args.worker
         iters = 5 if args.iters is None else args.iters
         result = worker(
-            name, precision, iters, args.threads, args.flops, args.checkpoint_trunk, args.optimizer
+            name,
+            precision,
+            iters,
+            args.threads,
+            args.flops,
+            {"default": None, "on": True, "off": False}[args.checkpoint_trunk],
+            args.optimizer,
         )
         print(json.dumps(result))
         return

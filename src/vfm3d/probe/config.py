@@ -40,9 +40,12 @@ class ProbeConfig:
     dpt_layers: tuple[int, int, int, int] = (0, 1, 2, 3)
     # (H, W) of the predicted maps; None = the clips' own resolution.
     output_size: tuple[int, int] | None = (294, 518)
-    # Activation checkpointing (recompute in backward; saves memory, costs time). VidFM3D
-    # checkpoints the trunk on GPU; on a small CPU box the DPT heads are the memory hogs.
-    checkpoint_trunk: bool = False
+    # Activation checkpointing (recompute in backward; saves memory, costs time). The trunk is
+    # checkpointed by default, as VidFM3D's probe is (``gradient_checkpointing: true``): at its
+    # size the saved trunk activations are several GB, and at the "small" benchmark size the
+    # recompute costs less than the timing noise (docs/probe.md); ``cpu_small`` turns it off.
+    # On a small CPU box the DPT heads are the other memory hogs (``checkpoint_heads``).
+    checkpoint_trunk: bool = True
     checkpoint_heads: bool = False
     # Heads in fp32 on every device. False = VidFM3D's behaviour: the heads leave CUDA autocast
     # only, so on CPU they run under the caller's autocast (bf16 when training in bf16).
@@ -155,6 +158,7 @@ class ProbeConfig:
             checkpoint_every=50,
             camera_weight=10.0,
             conf_mode="detached",
+            checkpoint_trunk=False,  # tiny activations: recomputing them only costs time
         )
         small.update(overrides)
         return cls(**small)
