@@ -79,6 +79,45 @@ def test_probe_reads_3d_on_held_out_clips(tmp_path) -> None:
     assert floor["auc@30"] <= 0.1 and floor["point_err"] >= 0.4, scores
 
 
+@pytest.mark.slow
+def test_oracle_world_reaches_the_camera_target_on_held_out_objects(tmp_path) -> None:
+    """Issue 11's calibration target itself, AUC@30 >= 0.8, on HELD-OUT object clips: the camera
+    head, the pose encoding and the metrics chain read cameras that are in the features.
+
+    oracle-world layer 1 on 48 object training clips (81 frames, VidFM3D's sampling), 1200
+    steps, camera weight 30 (docs/probe.md "Where oracle-world reaches 0.8"), ~65 s. Measured
+    here (12 held-out clips): AUC@30 0.85, Point Err 0.084 (constant 0.00, 0.538); on 8
+    held-out clips of three worlds: AUC@30 0.86 / 0.84 / 0.82, Point Err 0.085-0.095; with
+    32 clips and 800 steps 0.83 / 0.81 / 0.75, hence this budget. Scenes land at 0.74 at this
+    budget and 0.77-0.81 at 96 clips and 1600 steps, so they are held to the pooled test above.
+    """
+    from vfm3d.probe.calibrate import world_features
+    from vfm3d.world import generate_dataset
+
+    torch.manual_seed(0)
+    train_dir = generate_dataset(tmp_path / "train", "object", 48, 81, 32, 32, 0, progress=False)
+    held = generate_dataset(tmp_path / "held", "object", 12, 81, 32, 32, 77, progress=False)
+    cfg = ProbeConfig.cpu_small(
+        output_size=(32, 32),
+        first_n=76,
+        min_gap=5,
+        eval_samples_per_clip=2,
+        checkpoint_every=10**6,
+        camera_weight=30.0,
+    )
+    scores = {}
+    for name, layer, steps in (("oracle-world", 1, 1200), ("constant", 0, 40)):
+        source = InMemoryFeatureSource(world_features([train_dir, held], name, layer))
+        run = tmp_path / name
+        train(cfg, train_dir.root, source, run, steps=steps, backbone=name, layer=layer,
+              progress=False)  # fmt: skip
+        scores[name] = evaluate(run, features=source, data_dir=held.root, write=False)["metrics"]
+    world, floor = scores["oracle-world"], scores["constant"]
+    assert world["auc@30"] >= 0.8, scores
+    assert world["point_err"] <= 0.5 * floor["point_err"], scores
+    assert floor["auc@30"] <= 0.1, scores
+
+
 def test_resume_gives_the_uninterrupted_weights(
     rooms: ClipFolder, oracle_features, tmp_path
 ) -> None:
