@@ -44,6 +44,38 @@ def test_learning_rate_schedule() -> None:
     assert learning_rate(100, 100, cfg) == pytest.approx(1e-5)
 
 
+def _calibration_scores(
+    tmp_path: Path, kind: str, train_clips: int, oracle_steps: int, **overrides
+) -> dict[str, dict]:
+    """Train oracle-world (layer 1, ``oracle_steps``) and the constant floor (40 steps) on
+    ``train_clips`` 81-frame world clips of ``kind`` with VidFM3D's sampling and score both on
+    12 HELD-OUT clips (other seeds). Returns ``{name: metrics}``."""
+    from vfm3d.probe.calibrate import world_features
+    from vfm3d.world import generate_dataset
+
+    torch.manual_seed(0)
+    train_dir = generate_dataset(
+        tmp_path / "train", kind, train_clips, 81, 32, 32, 0, progress=False
+    )
+    held = generate_dataset(tmp_path / "held", kind, 12, 81, 32, 32, 77, progress=False)
+    cfg = ProbeConfig.cpu_small(
+        output_size=(32, 32),
+        first_n=76,
+        min_gap=5,
+        eval_samples_per_clip=2,
+        checkpoint_every=10**6,
+        **overrides,
+    )
+    scores = {}
+    for name, layer, steps in (("oracle-world", 1, oracle_steps), ("constant", 0, 40)):
+        source = InMemoryFeatureSource(world_features([train_dir, held], name, layer))
+        run = tmp_path / name
+        train(cfg, train_dir.root, source, run, steps=steps, backbone=name, layer=layer,
+              progress=False)  # fmt: skip
+        scores[name] = evaluate(run, features=source, data_dir=held.root, write=False)["metrics"]
+    return scores
+
+
 @pytest.mark.slow
 def test_probe_reads_3d_on_held_out_clips(tmp_path) -> None:
     """The instrument's calibration in small (docs/probe.md "Calibration"): on HELD-OUT world
@@ -56,22 +88,7 @@ def test_probe_reads_3d_on_held_out_clips(tmp_path) -> None:
     constant AUC@30 0.03, Point Err 0.57. The thresholds leave a margin below these; the
     calibration curve (800-1600 steps) is what reaches AUC@30 0.8.
     """
-    from vfm3d.probe.calibrate import world_features
-    from vfm3d.world import generate_dataset
-
-    torch.manual_seed(0)
-    train_dir = generate_dataset(tmp_path / "train", "mixed", 24, 81, 32, 32, 0, progress=False)
-    held = generate_dataset(tmp_path / "held", "mixed", 12, 81, 32, 32, 77, progress=False)
-    cfg = ProbeConfig.cpu_small(
-        output_size=(32, 32), first_n=76, min_gap=5, eval_samples_per_clip=2, checkpoint_every=10**6
-    )
-    scores = {}
-    for name, layer, steps in (("oracle-world", 1, 300), ("constant", 0, 40)):
-        source = InMemoryFeatureSource(world_features([train_dir, held], name, layer))
-        run = tmp_path / name
-        train(cfg, train_dir.root, source, run, steps=steps, backbone=name, layer=layer,
-              progress=False)  # fmt: skip
-        scores[name] = evaluate(run, features=source, data_dir=held.root, write=False)["metrics"]
+    scores = _calibration_scores(tmp_path, "mixed", 24, 300)
     world, floor = scores["oracle-world"], scores["constant"]
     assert world["auc@30"] >= 0.45, scores
     assert world["point_err"] <= 0.5 * floor["point_err"], scores
@@ -91,27 +108,7 @@ def test_oracle_world_reaches_the_camera_target_on_held_out_objects(tmp_path) ->
     32 clips and 800 steps 0.83 / 0.81 / 0.75, hence this budget. Scenes land at 0.74 at this
     budget and 0.77-0.81 at 96 clips and 1600 steps, so they are held to the pooled test above.
     """
-    from vfm3d.probe.calibrate import world_features
-    from vfm3d.world import generate_dataset
-
-    torch.manual_seed(0)
-    train_dir = generate_dataset(tmp_path / "train", "object", 48, 81, 32, 32, 0, progress=False)
-    held = generate_dataset(tmp_path / "held", "object", 12, 81, 32, 32, 77, progress=False)
-    cfg = ProbeConfig.cpu_small(
-        output_size=(32, 32),
-        first_n=76,
-        min_gap=5,
-        eval_samples_per_clip=2,
-        checkpoint_every=10**6,
-        camera_weight=30.0,
-    )
-    scores = {}
-    for name, layer, steps in (("oracle-world", 1, 1200), ("constant", 0, 40)):
-        source = InMemoryFeatureSource(world_features([train_dir, held], name, layer))
-        run = tmp_path / name
-        train(cfg, train_dir.root, source, run, steps=steps, backbone=name, layer=layer,
-              progress=False)  # fmt: skip
-        scores[name] = evaluate(run, features=source, data_dir=held.root, write=False)["metrics"]
+    scores = _calibration_scores(tmp_path, "object", 48, 1200, camera_weight=30.0)
     world, floor = scores["oracle-world"], scores["constant"]
     assert world["auc@30"] >= 0.8, scores
     assert world["point_err"] <= 0.5 * floor["point_err"], scores
