@@ -24,11 +24,13 @@ vfm3d's ProbeModel tunes glibc's allocator, its trainer's AdamW is fused), ``yar
 shared ``probe_side_by_side.py``: torch's default AdamW on vfm3d's side too), and two equalised
 ones, ``default`` and ``tuned`` (the same allocator and the same AdamW on both sides), so the
 part of a ratio that comes from the allocator and the optimizer can be read off.
+``--checkpoint-trunk default|on|off`` sets vfm3d's trunk checkpointing (default: ProbeConfig's,
+on, as the reference's; the shared yardstick runs vfm3d with it off).
 
     python benchmarks/bench_probe.py [--configs vidfm3d-small paper] [--precisions fp32 bf16]
         [--settings shipped yardstick default tuned]
         [--reference /tmp/vidfm3d_src --reference-deps /tmp/vidfm3d_deps] [--threads 2]
-        [--repeats 3]
+        [--repeats 3] [--checkpoint-trunk default|on|off]
 
 Writes ``benchmarks/results/probe.json`` (or ``--out``); ``ratio`` = reference_s / vfm3d_s.
 torch.compile is not used: on these 2 cores compiling the probe's training step took ~9 minutes
