@@ -83,7 +83,7 @@ def test_probe_reads_3d_on_held_out_clips(tmp_path) -> None:
     probe on `oracle-world` (layer 1: frame-0 point maps + pose) reads cameras and point maps, and
     the constant floor reads neither.
 
-    Budget: 300 steps (~80 s with the clips). Measured with these seeds, pooled over both kinds:
+    Budget: 300 steps (~26 s with the clips). Measured with these seeds, pooled over both kinds:
     oracle-world AUC@30 0.58, Point Err 0.198 (0.34x the constant's), Depth Err 0.19 (0.58x);
     constant AUC@30 0.03, Point Err 0.57. The thresholds leave a margin below these; the
     calibration curve (800-1600 steps) is what reaches AUC@30 0.8.

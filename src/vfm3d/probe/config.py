@@ -42,8 +42,9 @@ class ProbeConfig:
     output_size: tuple[int, int] | None = (294, 518)
     # Activation checkpointing (recompute in backward; saves memory, costs time). The trunk is
     # checkpointed by default, as VidFM3D's probe is (``gradient_checkpointing: true``): at its
-    # size the saved trunk activations are several GB, and at the "small" benchmark size the
-    # recompute costs less than the timing noise (docs/probe.md); ``cpu_small`` turns it off.
+    # size they are what separates ~11 GB from ~18 GB per step (fp32). At the "small" benchmark
+    # size the recompute costs 10-20% of the step for ~20 MB (docs/probe.md "Trunk
+    # checkpointing"); ``cpu_small`` turns it off.
     # On a small CPU box the DPT heads are the other memory hogs (``checkpoint_heads``).
     checkpoint_trunk: bool = True
     checkpoint_heads: bool = False
